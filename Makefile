@@ -1,0 +1,45 @@
+# ZeMosaic — two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO   := demo_tiles
+OUT    := demo_output
+
+.PHONY: install run test lint format bench clean demo
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# Re-installs only when pyproject.toml changes (idempotent).
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/zemosaic run-demo --demo-dir $(DEMO) --output-dir $(OUT)
+
+demo: $(STAMP)
+	$(VENV)/bin/zemosaic demo-data $(DEMO)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_coadd.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) $(OUT) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,272 @@
+"""The ``zemosaic`` command line (DESIGN §7): the same pipeline as the GUI, headless.
+
+Exit codes: 0 success, 2 bad usage or no usable input, 1 failure (130 on Ctrl-C).
+Errors are one clear line; the traceback only with ``--log-level DEBUG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .cancel import CancelToken
+from .config import BACKENDS, COMBINES, MATCH_MODES, BuildConfig, CombineSpec, TwoPassSpec
+from .errors import BuildCancelled, NoUsableInputError, UsageError, ZeMosaicError
+from .logsetup import LOG_LEVELS, set_log_level
+from .memory import parse_size
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zemosaic", description="Colour mosaics from plate-solved FITS images."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = sub.add_parser("build", help="build a mosaic from FITS files or folders")
+    build.add_argument("inputs", nargs="+", metavar="INPUT", help="FITS files or folders")
+    build.add_argument("-o", "--output", required=True, type=Path, help="output FITS")
+    build.add_argument("--backend", choices=BACKENDS, default="auto")
+    build.add_argument("--combine", choices=COMBINES, default="mean")
+    build.add_argument("--kappa", type=_positive_float, default=3.0, help="kappa-sigma threshold")
+    build.add_argument("--iterations", type=int, default=3, help="kappa-sigma iterations")
+    build.add_argument(
+        "--winsor-limits", nargs=2, type=float, default=(0.1, 0.1), metavar=("LO", "HI")
+    )
+    build.add_argument("--match", choices=MATCH_MODES, default="affine")
+    build.add_argument(
+        "--two-pass", action=argparse.BooleanOptionalAction, default=True, help="(default: on)"
+    )
+    build.add_argument("--two-pass-sigma", type=_positive_float, default=50.0, metavar="PX")
+    build.add_argument(
+        "--two-pass-gain-clip", nargs=2, type=float, default=(0.85, 1.18), metavar=("LO", "HI")
+    )
+    build.add_argument("--batch-size", type=int, default=0, metavar="N", help="0 = automatic")
+    build.add_argument("--max-memory", type=_size, default=None, metavar="SIZE")
+    build.add_argument("--scratch", type=Path, default=None, metavar="DIR")
+    build.add_argument("--max-size", type=int, default=40000, metavar="PX")
+    build.add_argument("--keep-isolated", action="store_true")
+    build.add_argument("--no-crop", action="store_true", help="keep the full planned canvas")
+    build.add_argument("--preview", type=Path, default=None, metavar="OUT.png")
+    build.add_argument("--tiff", type=Path, default=None, metavar="OUT.tif")
+    build.add_argument("--log-level", choices=LOG_LEVELS, default="INFO", type=str.upper)
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    demo = sub.add_parser("demo-data", help="write the synthetic demo tiles")
+    demo.add_argument("directory", type=Path)
+    demo.add_argument("--seed", type=int, default=0)
+
+    gui = sub.add_parser("gui", help="open the desktop app")
+    gui.add_argument("inputs", nargs="*", metavar="INPUT")
+
+    run_demo = sub.add_parser("run-demo", help="open the app on the demo tiles (make run)")
+    run_demo.add_argument("--demo-dir", type=Path, default=Path("demo_tiles"))
+    run_demo.add_argument("--output-dir", type=Path, default=Path("demo_output"))
+    run_demo.add_argument("--headless", action="store_true", help="build without a window")
+    return parser
+
+
+def _configure_logging(level: str) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
+    for name in ("zemosaic_core", "zemosaic_gui"):
+        product = logging.getLogger(name)
+        product.addHandler(handler)
+        product.propagate = False
+    set_log_level(level, handler)
+    return handler
+
+
+class _ProgressBar:
+    """A tqdm bar per phase, on a terminal only."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.phase: str | None = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if phase != self.phase:
+            self.close()
+            self.phase = phase
+            self.bar = tqdm(total=total, desc=phase, unit="step", leave=False, file=sys.stderr)
+        if self.bar is not None:
+            self.bar.total = total
+            self.bar.n = done
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _build_config(args: argparse.Namespace) -> BuildConfig:
+    try:
+        return BuildConfig(
+            output=args.output,
+            preview=args.preview,
+            tiff=args.tiff,
+            backend=args.backend,
+            combine=CombineSpec(
+                args.combine,
+                kappa=args.kappa,
+                iterations=args.iterations,
+                limits=tuple(args.winsor_limits),
+            ),
+            match=args.match,
+            two_pass=TwoPassSpec(
+                enabled=args.two_pass,
+                sigma=args.two_pass_sigma,
+                gain_clip=tuple(args.two_pass_gain_clip),
+            ),
+            batch_size=args.batch_size,
+            max_memory=args.max_memory,
+            scratch=args.scratch,
+            max_size=args.max_size,
+            keep_isolated=args.keep_isolated,
+            crop=not args.no_crop,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .pipeline import build_mosaic
+
+    config = _build_config(args)
+    bar = _ProgressBar(enabled=not args.no_progress and sys.stderr.isatty())
+    try:
+        result = build_mosaic(args.inputs, config, progress=bar, cancel=CancelToken())
+    finally:
+        bar.close()
+    for kind, path in result.outputs.items():
+        print(f"{kind}: {path}")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} input(s); see the warnings above", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from .demo import write_demo_tiles
+
+    paths = write_demo_tiles(args.directory, seed=args.seed)
+    print(f"wrote {len(paths)} demo tiles to {args.directory}")
+    return EXIT_OK
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def ensure_demo_tiles(directory: Path) -> list[Path]:
+    """The demo tiles in ``directory``, generated on first use."""
+    from .demo import write_demo_tiles
+
+    existing = sorted(directory.glob("*.fits")) if directory.is_dir() else []
+    if existing:
+        return existing
+    logger.info("Generating the demo tiles in %s (first run)", directory)
+    return write_demo_tiles(directory)
+
+
+def _cmd_run_demo(args: argparse.Namespace) -> int:
+    if not args.headless and _has_display():
+        try:
+            from zemosaic_gui.app import main as gui_main
+        except ImportError as exc:  # the GUI package is optional for the core
+            raise ZeMosaicError(f"the desktop app is not available: {exc}") from None
+        return int(gui_main(["--demo", str(args.demo_dir)]) or 0)
+    from .pipeline import build_mosaic
+
+    if not args.headless:
+        print("No display found: building the demo mosaic headless instead.")
+    tiles = ensure_demo_tiles(args.demo_dir)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    config = BuildConfig(
+        output=args.output_dir / "demo_mosaic.fits",
+        preview=args.output_dir / "demo_mosaic.png",
+        backend="auto",
+    )
+    bar = _ProgressBar(enabled=sys.stderr.isatty())
+    try:
+        result = build_mosaic(tiles, config, progress=bar)
+    finally:
+        bar.close()
+    print(f"Mosaic FITS: {result.outputs['fits'].resolve()}")
+    print(f"Preview PNG: {result.outputs['preview'].resolve()}")
+    return EXIT_OK
+
+
+def _cmd_gui(args: argparse.Namespace) -> int:
+    from zemosaic_gui.app import main as gui_main
+
+    return int(gui_main(list(args.inputs)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zemosaic`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    level = getattr(args, "log_level", "INFO")
+    handler = _configure_logging(level)
+    commands = {
+        "build": _cmd_build,
+        "demo-data": _cmd_demo_data,
+        "gui": _cmd_gui,
+        "run-demo": _cmd_run_demo,
+    }
+    try:
+        return commands[args.command](args)
+    except (UsageError, NoUsableInputError) as exc:
+        logger.debug("details", exc_info=True)
+        print(f"zemosaic: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BuildCancelled:
+        print("zemosaic: cancelled; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("zemosaic: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ZeMosaicError as exc:
+        logger.debug("details", exc_info=True)
+        print(f"zemosaic: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug: one line, the traceback at DEBUG
+        logger.debug("unexpected failure", exc_info=True)
+        print(f"zemosaic: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        for name in ("zemosaic_core", "zemosaic_gui"):
+            logging.getLogger(name).removeHandler(handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

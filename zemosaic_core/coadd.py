@@ -1,0 +1,213 @@
+"""The coadd driver: one pass of one backend over all tiles and channels.
+
+Written once against the :class:`~zemosaic_core.backends.base.Backend` interface, so
+the CPU and the GPU share the chunking, the accumulation, the combines and the
+coverage contract. The driver never switches backend: whatever the backend raises
+propagates (see :mod:`zemosaic_core.passes` for the single-backend invariant).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .backends.base import Backend
+from .cancel import CancelToken, check_cancel
+from .config import CombineSpec
+from .coverage import mean_from_sums, sanitize_coverage
+from .planning import BoundingBox, MosaicPlan
+from .progress import ProgressCallback, report
+from .result import CoaddResult
+from .tile import Tile
+
+logger = logging.getLogger(__name__)
+
+_FLOAT32 = 4
+
+
+def _rows_per_chunk(plan: MosaicPlan, n_channels: int, n_layers: int, budget_bytes: int) -> int:
+    """Output rows per chunk so that ``n_layers`` (C, rows, W) float32 planes fit."""
+    row_bytes = max(1, n_layers * n_channels * plan.shape[1] * _FLOAT32)
+    return int(min(plan.shape[0], max(1, budget_bytes // row_bytes)))
+
+
+def _row_chunks(height: int, rows: int) -> list[tuple[int, int]]:
+    return [(y0, min(height, y0 + rows)) for y0 in range(0, height, rows)]
+
+
+def _auto_batch(plan: MosaicPlan, members: list[int], n_channels: int, budget: int) -> int:
+    """Tiles prepared at once when the user left it to us: as many as half the budget holds."""
+    largest = max((plan.bboxes[i].shape[0] * plan.bboxes[i].shape[1] for i in members), default=1)
+    per_tile = max(1, (n_channels + 3) * largest * _FLOAT32)
+    return int(max(1, min(len(members), (budget // 2) // per_tile)))
+
+
+def _batches(indices: list[int], batch_size: int) -> list[list[int]]:
+    if batch_size <= 0:
+        return [indices]
+    return [indices[k : k + batch_size] for k in range(0, len(indices), batch_size)]
+
+
+def coadd_pass(
+    backend: Backend,
+    tiles: Sequence[Tile],
+    plan: MosaicPlan,
+    *,
+    combine: CombineSpec,
+    pass_index: int = 1,
+    gains: np.ndarray | None = None,
+    batch_size: int = 0,
+    cancel: CancelToken | None = None,
+    progress: ProgressCallback | None = None,
+) -> CoaddResult:
+    """Coadd every channel of ``tiles`` onto ``plan`` with one backend.
+
+    Parameters
+    ----------
+    backend : Backend
+        The one backend of this pass.
+    tiles : sequence of Tile
+        Tiles, all with the same channel count, in the order of ``plan.bboxes``.
+    plan : MosaicPlan
+    combine : CombineSpec
+    pass_index : int
+        1 = first coadd, 2 = two-pass (used for logs and fault injection).
+    gains : ndarray, optional
+        One multiplicative gain per tile, applied to its samples (two-pass).
+    batch_size : int
+        Tiles prepared at once; 0 = automatic. Never changes the result: within each
+        channel, samples are always accumulated in tile order.
+    cancel : CancelToken, optional
+    progress : callable, optional
+
+    Returns
+    -------
+    CoaddResult
+        ``image`` and ``coverage`` as (C, H, W) float32 NumPy arrays.
+    """
+    n_channels = tiles[0].n_channels
+    height, width = plan.shape
+    stacking = combine.method != "mean"
+    budget = backend.memory_budget()
+    n_layers = 2 * len(tiles) if stacking else 2
+    rows = _rows_per_chunk(plan, n_channels, n_layers, budget)
+    chunks = _row_chunks(height, rows)
+
+    image = np.full((n_channels, height, width), np.nan, dtype=np.float32)
+    coverage = np.zeros((n_channels, height, width), dtype=np.float32)
+    total = sum(
+        1 for y0, y1 in chunks for box in plan.bboxes if box.overlaps(BoundingBox(y0, y1, 0, width))
+    )
+    done = 0
+    phase = f"coadd pass {pass_index}"
+    report(progress, phase, 0, total)
+    backend.begin_pass(pass_index)
+    logger.debug(
+        "pass %d on %s: %d chunk(s) of %d rows, combine=%s",
+        pass_index,
+        backend.name,
+        len(chunks),
+        rows,
+        combine.method,
+    )
+
+    for y0, y1 in chunks:
+        check_cancel(cancel)
+        chunk = BoundingBox(y0, y1, 0, width)
+        members = [i for i, box in enumerate(plan.bboxes) if box.overlaps(chunk)]
+        layer_of = {tile_index: layer for layer, tile_index in enumerate(members)}
+        reducer: _Reducer
+        if stacking:
+            reducer = _StackReducer(backend.xp, len(members), n_channels, chunk, combine)
+        else:
+            reducer = _MeanReducer(backend.xp, n_channels, chunk)
+        for batch in _batches(
+            members, batch_size or _auto_batch(plan, members, n_channels, budget)
+        ):
+            prepared = []
+            try:
+                for i in batch:
+                    check_cancel(cancel)
+                    region = plan.bboxes[i].intersect(chunk)
+                    prepared.append(backend.prepare(tiles[i], i, region, plan))
+                for channel in range(n_channels):
+                    for prep in prepared:
+                        check_cancel(cancel)
+                        values, weights = backend.sample(prep, channel)
+                        if gains is not None:
+                            values = values * backend.xp.float32(gains[prep.tile_index])
+                        reducer.add(
+                            layer_of[prep.tile_index], channel, prep.region, values, weights
+                        )
+            finally:
+                for prep in prepared:
+                    backend.release(prep)
+            done += len(batch)
+            report(progress, phase, done, total)
+        chunk_image, chunk_cov = reducer.result()
+        image[:, y0:y1] = backend.to_host(chunk_image)
+        coverage[:, y0:y1] = backend.to_host(chunk_cov)
+        del reducer, chunk_image, chunk_cov
+
+    return CoaddResult(image=image, coverage=coverage, backend=backend.name)
+
+
+class _Reducer:
+    def add(self, layer: int, channel: int, region: BoundingBox, values: Any, weights: Any) -> None:
+        raise NotImplementedError
+
+    def result(self) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+
+class _MeanReducer(_Reducer):
+    """Streaming sums: sum(f*W*v) and sum(f*W) in float32."""
+
+    def __init__(self, xp: Any, n_channels: int, chunk: BoundingBox) -> None:
+        self.xp = xp
+        self.chunk = chunk
+        self.weighted_sum = xp.zeros((n_channels, *chunk.shape), dtype=xp.float32)
+        self.coverage = xp.zeros((n_channels, *chunk.shape), dtype=xp.float32)
+
+    def add(self, layer: int, channel: int, region: BoundingBox, values: Any, weights: Any) -> None:
+        sl = region.relative_to(self.chunk)
+        self.weighted_sum[(channel, *sl)] += values * weights
+        self.coverage[(channel, *sl)] += weights
+
+    def result(self) -> tuple[Any, Any]:
+        coverage = sanitize_coverage(self.coverage, self.xp)
+        return mean_from_sums(self.weighted_sum, coverage, self.xp), coverage
+
+
+class _StackReducer(_Reducer):
+    """Per-pixel stacks of every overlapping tile, reduced by a rejecting combine."""
+
+    def __init__(
+        self, xp: Any, n_layers: int, n_channels: int, chunk: BoundingBox, combine: CombineSpec
+    ) -> None:
+        self.xp = xp
+        self.chunk = chunk
+        self.combine = combine
+        shape = (n_channels, n_layers, *chunk.shape)
+        self.values = xp.zeros(shape, dtype=xp.float32)
+        self.weights = xp.zeros(shape, dtype=xp.float32)
+
+    def add(self, layer: int, channel: int, region: BoundingBox, values: Any, weights: Any) -> None:
+        sl = region.relative_to(self.chunk)
+        self.values[(channel, layer, *sl)] = values
+        self.weights[(channel, layer, *sl)] = weights
+
+    def result(self) -> tuple[Any, Any]:
+        from .rejection import combine_stack
+
+        xp = self.xp
+        planes = [
+            combine_stack(xp, self.values[c], self.weights[c], self.combine)
+            for c in range(self.values.shape[0])
+        ]
+        image = xp.stack([p[0] for p in planes]).astype(xp.float32, copy=False)
+        coverage = sanitize_coverage(xp.stack([p[1] for p in planes]), xp)
+        return image, coverage

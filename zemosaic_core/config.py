@@ -1,0 +1,120 @@
+"""Build settings shared by the CLI, the GUI and the library API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+BackendName = Literal["auto", "cpu", "gpu"]
+CombineName = Literal["mean", "median", "kappa-sigma", "winsorized"]
+MatchMode = Literal["affine", "offset", "none"]
+
+BACKENDS: tuple[str, ...] = ("auto", "cpu", "gpu")
+COMBINES: tuple[str, ...] = ("mean", "median", "kappa-sigma", "winsorized")
+MATCH_MODES: tuple[str, ...] = ("affine", "offset", "none")
+
+
+@dataclass(frozen=True)
+class CombineSpec:
+    """How tiles are combined at each output pixel.
+
+    Attributes
+    ----------
+    method : {"mean", "median", "kappa-sigma", "winsorized"}
+    kappa : float
+        Rejection threshold in sigmas for ``kappa-sigma``.
+    iterations : int
+        Clipping iterations for ``kappa-sigma``.
+    limits : (float, float)
+        Fractions clipped at the low and high end for ``winsorized``.
+    """
+
+    method: CombineName = "mean"
+    kappa: float = 3.0
+    iterations: int = 3
+    limits: tuple[float, float] = (0.1, 0.1)
+
+    def __post_init__(self) -> None:
+        if self.method not in COMBINES:
+            raise ValueError(f"unknown combine {self.method!r}; choose one of {COMBINES}")
+        if self.kappa <= 0 or self.iterations < 1:
+            raise ValueError("kappa must be > 0 and iterations >= 1")
+        lo, hi = self.limits
+        if not (0 <= lo < 0.5 and 0 <= hi < 0.5):
+            raise ValueError("winsorized limits must each lie in [0, 0.5)")
+
+
+@dataclass(frozen=True)
+class TwoPassSpec:
+    """Parameters of the two-pass coverage renormalization (DESIGN §5)."""
+
+    enabled: bool = True
+    sigma: float = 50.0
+    gain_clip: tuple[float, float] = (0.85, 1.18)
+    tau: float = 2.0
+    min_valid_pixels: int = 64
+    min_valid_fraction: float = 1e-3
+
+    def __post_init__(self) -> None:
+        lo, hi = self.gain_clip
+        if not (0 < lo <= 1 <= hi):
+            raise ValueError("gain clip must satisfy 0 < low <= 1 <= high")
+        if self.sigma <= 0:
+            raise ValueError("two-pass sigma must be > 0")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build needs besides its inputs.
+
+    Attributes
+    ----------
+    output : Path, optional
+        The science FITS to write (its folder must exist and be writable); ``None``
+        builds in memory only (the GUI saves on request).
+    preview : Path, optional
+        8-bit PNG preview (linked auto-stretch).
+    tiff : Path, optional
+        16-bit TIFF export.
+    backend : {"auto", "cpu", "gpu"}
+    combine : CombineSpec
+    match : {"affine", "offset", "none"}
+    two_pass : TwoPassSpec
+    batch_size : int
+        Tiles held in memory at once; 0 = automatic from the memory budget.
+    max_memory : int, optional
+        Memory budget in bytes (default: half of the RAM).
+    scratch : Path, optional
+        Folder for memory-mapped scratch files (default: beside the output).
+    max_size : int
+        Largest canvas side accepted, in pixels.
+    keep_isolated : bool
+        Keep tiles that overlap nothing and would blow the canvas up.
+    crop : bool
+        Auto-crop the result to its covered pixels.
+    """
+
+    output: Path | None = None
+    preview: Path | None = None
+    tiff: Path | None = None
+    backend: BackendName = "auto"
+    combine: CombineSpec = field(default_factory=CombineSpec)
+    match: MatchMode = "affine"
+    two_pass: TwoPassSpec = field(default_factory=TwoPassSpec)
+    batch_size: int = 0
+    max_memory: int | None = None
+    scratch: Path | None = None
+    max_size: int = 40000
+    keep_isolated: bool = False
+    crop: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+        if self.match not in MATCH_MODES:
+            raise ValueError(f"unknown match mode {self.match!r}; choose one of {MATCH_MODES}")
+        if self.batch_size < 0:
+            raise ValueError("batch size must be >= 0 (0 = automatic)")
+        if self.max_size < 1:
+            raise ValueError("max size must be >= 1 px")

@@ -1,0 +1,48 @@
+"""The coverage contract (DESIGN §3), in one place for both backends.
+
+coverage C(p) = sum_i f_i(p) * W_i(p): the *sum of weights*, never normalised by the
+number of inputs and never clipped to 1; mean M(p) = sum_i f_i W_i v_i / C(p) where
+C(p) > 0, NaN elsewhere. Coverage is returned finite (NaN/inf -> 0), float32, >= 0.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+
+def sanitize_coverage(coverage: Any, xp: ModuleType = np) -> Any:
+    """Coverage as finite float32 >= 0 (NaN/inf -> 0, negatives from rounding -> 0)."""
+    cov = xp.asarray(coverage, dtype=xp.float32)
+    cov = xp.where(xp.isfinite(cov), cov, xp.float32(0))
+    return xp.maximum(cov, xp.float32(0))
+
+
+def mean_from_sums(weighted_sum: Any, coverage: Any, xp: ModuleType = np) -> Any:
+    """``weighted_sum / coverage`` as float32, NaN where ``coverage <= 0``."""
+    covered = coverage > 0
+    safe = xp.where(covered, coverage, xp.float32(1))
+    image = (weighted_sum / safe).astype(xp.float32, copy=False)
+    return xp.where(covered, image, xp.float32(np.nan))
+
+
+def masked_samples(values: Any, valid: Any, weight: Any, xp: ModuleType = np) -> tuple[Any, Any]:
+    """Apply the f_i rule: values (0 where invalid) and weights ``f * W`` as float32."""
+    weights = xp.where(valid, weight, xp.float32(0)).astype(xp.float32, copy=False)
+    values = xp.where(valid, values, xp.float32(0)).astype(xp.float32, copy=False)
+    return values, weights
+
+
+def coverage_range(coverage: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` of a coverage plane (0, 0 when empty)."""
+    if coverage.size == 0:
+        return 0.0, 0.0
+    return float(np.min(coverage)), float(np.max(coverage))
+
+
+def format_cov_stats(coverage: np.ndarray) -> str:
+    """The ``cov_stats(min=..., max=...)`` fragment of the DESIGN §6 log lines."""
+    lo, hi = coverage_range(coverage)
+    return f"cov_stats(min={lo:.3f}, max={hi:.3f})"

@@ -1,0 +1,162 @@
+"""Outputs (DESIGN §7): the science FITS, a preview PNG, a 16-bit TIFF, all atomic.
+
+Every file is written to a temporary name in the target folder, flushed to disk and
+renamed over the target, so a crash or a full disk never leaves a half-written file
+that looks finished, and a previous output survives until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from .errors import UsageError, ZeMosaicError
+from .result import BuildResult
+from .stretch import StretchMode, stretch_rgb
+
+logger = logging.getLogger(__name__)
+
+#: Prefix of temporary files, so leftovers of a killed build are recognisable.
+TEMP_PREFIX = ".zemosaic-tmp-"
+
+
+def check_writable_folder(path: str | Path) -> Path:
+    """Refuse an output whose folder is missing or not writable, before any work.
+
+    Raises
+    ------
+    UsageError
+        With the folder and the reason.
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"output folder does not exist: {folder}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=TEMP_PREFIX):
+            pass
+    except OSError as exc:
+        raise UsageError(f"output folder is not writable: {folder} ({exc.strerror})") from None
+    if target.is_dir():
+        raise UsageError(f"output is a folder, not a file: {target}")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path``; rename it over ``path`` only on success."""
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=target.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise ZeMosaicError(f"could not write {target}: {exc.strerror or exc}") from exc
+        raise
+
+
+def _write_with(path: str | Path, writer: Callable[[BinaryIO], None]) -> Path:
+    with atomic_write(path) as handle:
+        writer(handle)
+    logger.info("Wrote %s", path)
+    return Path(path)
+
+
+def coverage_for_output(coverage: np.ndarray) -> np.ndarray:
+    """``(H, W)`` when every channel's coverage is identical, else ``(C, H, W)``."""
+    if coverage.ndim == 3 and all(
+        np.array_equal(coverage[0], coverage[c]) for c in range(1, coverage.shape[0])
+    ):
+        return coverage[0]
+    return coverage
+
+
+def fits_hdulist(result: BuildResult) -> fits.HDUList:
+    """The science FITS: primary (C, H, W) or (H, W) float32 + a ``COVERAGE`` extension."""
+    header = result.wcs.to_header(relax=True)
+    image = result.image[0] if result.n_channels == 1 else result.image
+    primary = fits.PrimaryHDU(data=np.asarray(image, dtype=np.float32), header=header)
+    h = primary.header
+    h["BACKEND"] = (result.backend, "backend that produced all channels")
+    h["TWOPASS"] = (bool(result.two_pass), "two-pass coverage renormalization applied")
+    h["NTILES"] = (len(result.tile_paths), "tiles in the mosaic")
+    h["GPUALL"] = (bool(result.gpu_all), "every pass ran all channels on the GPU")
+    if result.n_channels == 3:
+        h["CSPACE"] = ("RGB", "plane order: R, G, B")
+    h["DATE"] = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "file creation (UTC)")
+    h["CREATOR"] = "ZeMosaic"
+    for path in result.tile_paths:
+        h.add_history(f"tile: {path.name}"[:72])
+    cov_header = result.wcs.to_header(relax=True)
+    cov_header["BUNIT"] = ("", "sum of tile weights")
+    coverage = fits.ImageHDU(
+        data=np.asarray(coverage_for_output(result.coverage), dtype=np.float32),
+        header=cov_header,
+        name="COVERAGE",
+    )
+    return fits.HDUList([primary, coverage])
+
+
+def write_fits(path: str | Path, result: BuildResult) -> Path:
+    """Write the science FITS atomically."""
+    hdul = fits_hdulist(result)
+    return _write_with(path, lambda handle: hdul.writeto(handle, output_verify="exception"))
+
+
+def write_preview_png(path: str | Path, result: BuildResult, mode: StretchMode = "auto") -> Path:
+    """Write an 8-bit stretched PNG preview atomically (display only)."""
+    from PIL import Image
+
+    rgb = stretch_rgb(result.image, mode)
+    image = Image.fromarray(rgb[::-1], mode="RGB")  # FITS row 0 is the bottom row
+    return _write_with(path, lambda handle: image.save(handle, format="PNG"))
+
+
+def write_tiff(path: str | Path, result: BuildResult) -> Path:
+    """Write a 16-bit linear TIFF (min..max of the covered data to 0..65535), atomically."""
+    import tifffile
+
+    cube = result.image
+    finite = cube[np.isfinite(cube)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    scale = 65535.0 / (hi - lo) if hi > lo else 0.0
+    scaled = np.nan_to_num((cube - lo) * scale, nan=0.0)
+    data = np.clip(scaled + 0.5, 0, 65535).astype(np.uint16)[:, ::-1]
+    data = data[0] if data.shape[0] == 1 else np.ascontiguousarray(data.transpose(1, 2, 0))
+    photometric = "minisblack" if data.ndim == 2 else "rgb"
+    return _write_with(path, lambda handle: tifffile.imwrite(handle, data, photometric=photometric))
+
+
+def crop_to_coverage(
+    image: np.ndarray, coverage: np.ndarray, wcs: WCS
+) -> tuple[np.ndarray, np.ndarray, WCS]:
+    """Auto-crop to the bounding box of covered pixels, shifting the WCS to match."""
+    covered = np.any(coverage > 0, axis=0)
+    rows = np.flatnonzero(covered.any(axis=1))
+    cols = np.flatnonzero(covered.any(axis=0))
+    if rows.size == 0:
+        return image, coverage, wcs
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    if (y0, x0) == (0, 0) and (y1, x1) == covered.shape:
+        return image, coverage, wcs
+    return (
+        np.ascontiguousarray(image[:, y0:y1, x0:x1]),
+        np.ascontiguousarray(coverage[:, y0:y1, x0:x1]),
+        wcs[y0:y1, x0:x1],
+    )

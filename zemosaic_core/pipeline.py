@@ -1,0 +1,171 @@
+"""The whole pipeline: load, plan, match, coadd, two-pass, finish (DESIGN §1)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .cancel import CancelToken, check_cancel
+from .config import BuildConfig
+from .errors import InputError, NoUsableInputError, UsageError
+from .loading import discover_inputs, load_tiles
+from .matching import match_tiles
+from .memory import default_budget
+from .outputs import (
+    check_writable_folder,
+    crop_to_coverage,
+    write_fits,
+    write_preview_png,
+    write_tiff,
+)
+from .passes import BackendSession
+from .planning import plan_mosaic
+from .progress import ProgressCallback, report
+from .result import BuildResult
+from .twopass import compute_gains
+
+logger = logging.getLogger(__name__)
+
+
+def _check_outputs(config: BuildConfig) -> None:
+    targets = [p for p in (config.output, config.preview, config.tiff) if p is not None]
+    for target in targets:
+        check_writable_folder(target)
+    if len({Path(t).resolve() for t in targets}) != len(targets):
+        raise UsageError("two outputs point to the same file")
+
+
+def build_mosaic(
+    inputs: Sequence[str | Path],
+    config: BuildConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> BuildResult:
+    """Build a mosaic from FITS files or folders and write the outputs ``config`` names.
+
+    Parameters
+    ----------
+    inputs : sequence of path-like
+        Files or folders (searched recursively).
+    config : BuildConfig
+    progress : callable, optional
+        ``progress(phase, done, total)``, called from the thread running the build.
+    cancel : CancelToken, optional
+        Checked between files, tiles, chunks and channels.
+
+    Returns
+    -------
+    BuildResult
+
+    Raises
+    ------
+    UsageError
+        An output folder is missing or not writable (before any work).
+    NoUsableInputError
+        No input could be used.
+    BuildCancelled
+        ``cancel`` was set; nothing was written.
+    ZeMosaicError
+        Any other failure, with a clear message.
+    """
+    started = time.perf_counter()
+    _check_outputs(config)
+    paths = discover_inputs(inputs)
+    if not paths:
+        raise NoUsableInputError("no FITS files found in the given inputs")
+    loaded = load_tiles(paths, progress=progress, cancel=cancel)
+
+    check_cancel(cancel)
+    report(progress, "plan", 0, 1)
+    plan, tiles = plan_mosaic(
+        loaded.tiles, max_size=config.max_size, keep_isolated=config.keep_isolated
+    )
+    report(progress, "plan", 1, 1)
+    kept = {id(t) for t in tiles}
+    excluded = [
+        InputError(t.path, "isolated: overlaps no other tile and would blow the canvas up")
+        for t in loaded.tiles
+        if id(t) not in kept
+    ]
+
+    check_cancel(cancel)
+    matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
+    tiles = matched.tiles
+
+    budget = config.max_memory or default_budget()
+    session = BackendSession(backend=config.backend, memory_budget=budget)
+    try:
+        result = session.run_pass(
+            tiles,
+            plan,
+            combine=config.combine,
+            pass_index=1,
+            label="[Coadd]",
+            batch_size=config.batch_size,
+            cancel=cancel,
+            progress=progress,
+        )
+        gains = None
+        if config.two_pass.enabled:
+            check_cancel(cancel)
+            gains = compute_gains(
+                tiles,
+                plan,
+                result.image,
+                result.coverage[0],
+                config.two_pass,
+                cancel=cancel,
+                progress=progress,
+            )
+            result = session.run_pass(
+                tiles,
+                plan,
+                combine=config.combine,
+                pass_index=2,
+                label="[TwoPass]",
+                gains=gains,
+                batch_size=config.batch_size,
+                cancel=cancel,
+                progress=progress,
+            )
+            logger.info("[TwoPass] Two-pass reprojection backend: gpu_all=%s", session.gpu_all)
+    finally:
+        session.close()
+
+    check_cancel(cancel)
+    report(progress, "finish", 0, 1)
+    image, coverage, wcs = result.image, result.coverage, plan.wcs
+    if config.crop:
+        image, coverage, wcs = crop_to_coverage(image, coverage, wcs)
+    build = BuildResult(
+        image=image,
+        coverage=coverage,
+        wcs=wcs,
+        backend=result.backend,
+        gpu_all=session.gpu_all,
+        two_pass=config.two_pass.enabled,
+        tile_paths=[t.path for t in tiles],
+        skipped=[*loaded.skipped, *excluded],
+        gains=gains,
+    )
+    check_cancel(cancel)
+    if config.output is not None:
+        build.outputs["fits"] = write_fits(config.output, build)
+    if config.preview is not None:
+        build.outputs["preview"] = write_preview_png(config.preview, build)
+    if config.tiff is not None:
+        build.outputs["tiff"] = write_tiff(config.tiff, build)
+    report(progress, "finish", 1, 1)
+    logger.info(
+        "Mosaic %d x %d px, %d channel(s), %d tile(s), backend=%s, in %.1f s",
+        image.shape[2],
+        image.shape[1],
+        image.shape[0],
+        len(tiles),
+        result.backend,
+        time.perf_counter() - started,
+    )
+    return build
