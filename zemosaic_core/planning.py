@@ -121,6 +121,26 @@ def tile_bounding_box(
     return BoundingBox(y0, max(y0, y1), x0, max(x0, x1))
 
 
+def grid_offset(tile_wcs: WCS, out_wcs: WCS) -> tuple[int, int] | None:
+    """``(dy, dx)`` when the tile's pixel grid is the output grid shifted by whole pixels.
+
+    Then output pixel (y, x) is exactly tile pixel (y - dy, x - dx) and resampling is a
+    copy; both backends use this so an identity mapping reproduces the tile exactly
+    (a WCS round trip would otherwise leave ~1e-9 px of jitter).
+    """
+    shift = np.asarray(out_wcs.wcs.crpix) - np.asarray(tile_wcs.wcs.crpix)
+    if not np.allclose(shift, np.round(shift), rtol=0, atol=1e-9):
+        return None
+    candidate = tile_wcs.deepcopy()
+    candidate.wcs.crpix = np.asarray(tile_wcs.wcs.crpix) + np.round(shift)
+    if not candidate.wcs.compare(out_wcs.wcs, tolerance=1e-12):
+        return None
+    if (tile_wcs.sip is None) != (out_wcs.sip is None) or tile_wcs.sip is not None:
+        return None
+    dx, dy = (int(v) for v in np.round(shift))
+    return dy, dx
+
+
 def _optimal_grid(tiles: Sequence[Tile]) -> tuple[WCS, tuple[int, int]]:
     wcs, shape = find_optimal_celestial_wcs([(t.shape, t.wcs) for t in tiles])
     return wcs, (int(shape[0]), int(shape[1]))

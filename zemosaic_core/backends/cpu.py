@@ -15,9 +15,20 @@ from reproject import reproject_interp
 
 from ..coverage import masked_samples
 from ..memory import default_budget
-from ..planning import BoundingBox, MosaicPlan
+from ..planning import BoundingBox, MosaicPlan, grid_offset
 from ..tile import Tile
 from .base import PreparedTile
+
+
+def _copy_shifted(cube: np.ndarray, offset: tuple[int, int], out: np.ndarray) -> None:
+    """``out[:, y, x] = cube[:, y - dy, x - dx]``, NaN where that falls off the tile."""
+    dy, dx = offset
+    out.fill(np.nan)
+    height, width = cube.shape[1:]
+    y0, x0 = max(0, dy), max(0, dx)
+    y1, x1 = min(out.shape[1], height + dy), min(out.shape[2], width + dx)
+    if y1 > y0 and x1 > x0:
+        out[:, y0:y1, x0:x1] = cube[:, y0 - dy : y1 - dy, x0 - dx : x1 - dx]
 
 
 class CpuBackend:
@@ -48,6 +59,10 @@ class CpuBackend:
             weight = np.nan_to_num(tile.weight_map, nan=0.0).astype(np.float32)
             cube = np.concatenate([cube, weight[None]], axis=0)
         out = np.empty((cube.shape[0], *region.shape), dtype=np.float32)
+        offset = grid_offset(tile.wcs, plan.sub_wcs(region))
+        if offset is not None:
+            _copy_shifted(cube, offset, out)
+            return PreparedTile(tile_index=tile_index, region=region, state=(out, tile))
         reproject_interp(
             (cube, tile.wcs),
             plan.sub_wcs(region),
