@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from reproject import reproject_interp
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 #: Fit iterations and clip (in robust sigmas) of the through-origin gain fit.
 _FIT_ITERATIONS = 8
 _FIT_CLIP = 3.0
+#: Rounds of the global gain solve (it usually settles in well under ten).
+_SOLVE_ITERATIONS = 30
 
 
 def blurred_coverage(coverage: np.ndarray, sigma: float) -> np.ndarray:
@@ -62,34 +65,37 @@ def well_covered_mask(
     unit = float(np.median(np.asarray(tile_weights, dtype=np.float64)))
     threshold = spec.tau * unit
     blurred = blurred_coverage(coverage, spec.sigma)
+    # A hair of tolerance: a uniform 2-tile area blurs to 2 +- rounding.
     with np.errstate(invalid="ignore"):
-        return (coverage >= threshold) & (blurred >= threshold)
+        return (coverage >= threshold) & (blurred >= threshold * (1 - 1e-6))
 
 
 def robust_gain(tile_values: np.ndarray, consensus: np.ndarray) -> float:
     """Least-squares scale through the origin of ``tile_values`` onto ``consensus``.
 
-    Iteratively clips residuals beyond ``_FIT_CLIP`` robust sigmas (MAD), so stars that
-    differ in seeing, a satellite trail or hot pixels in the tile cannot move the gain.
+    Starts from the median ratio (robust to anything touching under half the pixels),
+    then alternates a residual clip at ``_FIT_CLIP`` robust sigmas (MAD about zero) with
+    a least-squares refit on the kept pixels, so stars that differ in seeing, a
+    satellite trail or hot pixels in the tile cannot move the gain.
     """
     a = tile_values.astype(np.float64)
     b = consensus.astype(np.float64)
-    keep = np.ones(a.shape, dtype=bool)
-    gain = 1.0
+    positive = a > 0
+    if not positive.any():
+        return 1.0
+    gain = float(np.median(b[positive] / a[positive]))
+    keep = None
     for _ in range(_FIT_ITERATIONS):
-        denom = float(np.dot(a[keep], a[keep]))
-        if denom <= 0:
-            return 1.0
-        gain = float(np.dot(a[keep], b[keep]) / denom)
         residual = b - gain * a
-        mad = float(np.median(np.abs(residual[keep] - np.median(residual[keep]))))
-        scale = 1.4826 * mad
-        if scale <= 0:
-            break
-        new_keep = np.abs(residual) <= _FIT_CLIP * scale
-        if np.array_equal(new_keep, keep) or new_keep.sum() < 16:
+        scale = 1.4826 * float(np.median(np.abs(residual)))
+        new_keep = np.abs(residual) <= _FIT_CLIP * scale if scale > 0 else np.ones_like(a, bool)
+        if new_keep.sum() < 16 or (keep is not None and np.array_equal(new_keep, keep)):
             break
         keep = new_keep
+        denom = float(np.dot(a[keep], a[keep]))
+        if denom <= 0:
+            break
+        gain = float(np.dot(a[keep], b[keep]) / denom)
     return gain
 
 
@@ -122,6 +128,57 @@ def _resampled_luminance(
     return luminance, weight
 
 
+@dataclass
+class _TileSamples:
+    """A tile's resampled luminance and weight at its valid well-covered pixels."""
+
+    index: np.ndarray  # positions in the list of well-covered pixels
+    luminance: np.ndarray
+    weight: np.ndarray
+    eligible: bool  # enough valid pixels to fit a gain
+
+
+def _collect_samples(
+    tiles: Sequence[Tile],
+    plan: MosaicPlan,
+    well: np.ndarray,
+    spec: TwoPassSpec,
+    cancel: CancelToken | None,
+    progress: ProgressCallback | None,
+) -> list[_TileSamples]:
+    # Position of each well-covered output pixel in a compact list (-1 elsewhere), so
+    # the per-tile samples index small arrays, never a full-size array per tile.
+    slot = np.full(well.shape, -1, dtype=np.int64)
+    slot[well] = np.arange(int(well.sum()))
+    samples = []
+    for i, tile in enumerate(tiles):
+        check_cancel(cancel)
+        box = plan.bboxes[i]
+        empty = np.empty(0, dtype=np.float64)
+        if box.is_empty:
+            samples.append(_TileSamples(np.empty(0, dtype=np.int64), empty, empty, False))
+            continue
+        lum, weight = _resampled_luminance(tile, plan, i)
+        valid = well[box.slices] & (weight > 0) & np.isfinite(lum)
+        needed = max(
+            spec.min_valid_pixels,
+            int(spec.min_valid_fraction * tile.shape[0] * tile.shape[1]),
+        )
+        n_valid = int(valid.sum())
+        if n_valid < needed:
+            logger.debug("[TwoPass] %s: %d valid px < %d: gain 1", tile.name, n_valid, needed)
+        samples.append(
+            _TileSamples(
+                index=slot[box.slices][valid],
+                luminance=lum[valid].astype(np.float64),
+                weight=weight[valid].astype(np.float64),
+                eligible=n_valid >= needed,
+            )
+        )
+        report(progress, "two-pass gains", i + 1, len(tiles))
+    return samples
+
+
 def compute_gains(
     tiles: Sequence[Tile],
     plan: MosaicPlan,
@@ -134,13 +191,21 @@ def compute_gains(
 ) -> np.ndarray:
     """One gain per tile against the pass-1 consensus (DESIGN §5 steps 1-3).
 
+    Each tile is fitted (through the origin, with clipping) onto the consensus of the
+    *other* tiles over its valid set: its footprint, well covered, finite. Because
+    those others may carry gains of their own, the fit is repeated with the current
+    gains until it settles (a Jacobi iteration of the global problem), then the gains
+    are normalised to a median of 1 so the mosaic keeps the consensus' scale. On
+    consistent tiles this is the identity; a single off tile is recovered in full
+    instead of dragging its neighbours.
+
     Parameters
     ----------
     tiles : sequence of Tile
         The matched tiles, in plan order.
     plan : MosaicPlan
     consensus : ndarray, float32, (C, H, W)
-        Pass-1 mosaic M1.
+        Pass-1 mosaic M1 (its channel mean is the luminance consensus).
     coverage : ndarray, float32, (H, W)
         Pass-1 coverage of the first channel (channels share geometry).
     spec : TwoPassSpec
@@ -151,37 +216,40 @@ def compute_gains(
         Gains clipped to ``spec.gain_clip``; 1 where a tile has too few valid pixels.
     """
     well = well_covered_mask(coverage, [t.tile_weight for t in tiles], spec)
-    consensus_lum = np.mean(consensus, axis=0, dtype=np.float32)
+    samples = _collect_samples(tiles, plan, well, spec, cancel, progress)
+    n_slots = int(well.sum())
+    eligible = np.array([s.eligible for s in samples])
     lo, hi = spec.gain_clip
     gains = np.ones(len(tiles), dtype=np.float64)
-    for i, tile in enumerate(tiles):
-        check_cancel(cancel)
-        box = plan.bboxes[i]
-        if box.is_empty:
-            continue
-        lum, weight = _resampled_luminance(tile, plan, i)
-        # Leave this tile out of the consensus (it is a weighted mean that includes it),
-        # so a tile's own offset from the others is recovered in full, not halved.
-        cov = coverage[box.slices]
-        others = cov - weight
-        with np.errstate(invalid="ignore", divide="ignore"):
-            target = (consensus_lum[box.slices] * cov - weight * lum) / others
-        valid = (
-            well[box.slices] & (weight > 0) & (others > 0) & np.isfinite(lum) & np.isfinite(target)
-        )
-        needed = max(
-            spec.min_valid_pixels, int(spec.min_valid_fraction * tile.shape[0] * tile.shape[1])
-        )
-        n_valid = int(valid.sum())
-        if n_valid < needed:
-            logger.debug("[TwoPass] %s: %d valid px < %d: gain 1", tile.name, n_valid, needed)
-        else:
-            raw = robust_gain(lum[valid], target[valid])
-            gains[i] = float(np.clip(raw, lo, hi))
-            logger.debug(
-                "[TwoPass] %s: gain=%.5f (raw %.5f) from %d px", tile.name, gains[i], raw, n_valid
-            )
-        report(progress, "two-pass gains", i + 1, len(tiles))
+    if n_slots and eligible.any():
+        index = np.concatenate([s.index for s in samples])
+        weight = np.concatenate([s.weight for s in samples])
+        luminance = np.concatenate([s.luminance for s in samples])
+        owner = np.concatenate([np.full(s.index.size, i) for i, s in enumerate(samples)])
+        total_weight = np.bincount(index, weights=weight, minlength=n_slots)
+        for _ in range(_SOLVE_ITERATIONS):
+            check_cancel(cancel)
+            scaled = gains[owner] * weight * luminance
+            total = np.bincount(index, weights=scaled, minlength=n_slots)
+            updated = gains.copy()
+            for i, s in enumerate(samples):
+                if not s.eligible:
+                    continue
+                others = total_weight[s.index] - s.weight
+                keep = others > 0
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    target = (total[s.index] - gains[i] * s.weight * s.luminance) / others
+                keep &= np.isfinite(target)
+                if keep.sum() >= spec.min_valid_pixels:
+                    updated[i] = robust_gain(s.luminance[keep], target[keep])
+            updated[eligible] /= np.median(updated[eligible])
+            updated = np.clip(updated, lo, hi)
+            converged = np.max(np.abs(updated - gains)) < 1e-7
+            gains = updated
+            if converged:
+                break
+    for tile, gain in zip(tiles, gains, strict=True):
+        logger.debug("[TwoPass] %s: gain=%.5f", tile.name, gain)
     logger.info(
         "[TwoPass] tile gains: min=%.4f max=%.4f over %d tiles",
         float(gains.min()),
