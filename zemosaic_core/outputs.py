@@ -57,8 +57,9 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; rename it over ``path`` only on success."""
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=target.suffix)
+    os.close(fd)  # reopened by name: some writers (tifffile) want a named file object
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp_name, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -99,7 +100,10 @@ def fits_hdulist(result: BuildResult) -> fits.HDUList:
     h["GPUALL"] = (bool(result.gpu_all), "every pass ran all channels on the GPU")
     if result.n_channels == 3:
         h["CSPACE"] = ("RGB", "plane order: R, G, B")
-    h["DATE"] = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "file creation (UTC)")
+    h["DATE"] = (
+        _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+        "file creation (UTC)",
+    )
     h["CREATOR"] = "ZeMosaic"
     for path in result.tile_paths:
         h.add_history(f"tile: {path.name}"[:72])

@@ -1,0 +1,152 @@
+"""Outputs: atomic writes, FITS cards and coverage extension, crop, preview, TIFF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from PIL import Image
+from synthetic import make_wcs, sky
+
+from zemosaic_core.errors import UsageError, ZeMosaicError
+from zemosaic_core.outputs import (
+    TEMP_PREFIX,
+    atomic_write,
+    check_writable_folder,
+    coverage_for_output,
+    crop_to_coverage,
+    write_fits,
+    write_preview_png,
+    write_tiff,
+)
+from zemosaic_core.result import BuildResult
+from zemosaic_core.stretch import downsample, stretch_rgb
+
+
+def _result(n_channels: int = 3) -> BuildResult:
+    wcs = make_wcs((150.0, 20.0), (60, 80))
+    image = sky(wcs, (60, 80), n_channels)
+    coverage = np.ones_like(image)
+    coverage[:, :, :10] = 0
+    image[:, :, :10] = np.nan
+    return BuildResult(
+        image=image,
+        coverage=coverage,
+        wcs=wcs,
+        backend="cpu",
+        gpu_all=False,
+        two_pass=True,
+        tile_paths=[Path("a.fits"), Path("b.fits")],
+    )
+
+
+def test_fits_layout_and_cards(tmp_path):
+    result = _result()
+    path = write_fits(tmp_path / "m.fits", result)
+    with fits.open(path) as hdul:
+        assert hdul[0].data.dtype == np.dtype(">f4") and hdul[0].data.shape == (3, 60, 80)
+        h = hdul[0].header
+        assert h["BACKEND"] == "cpu" and h["TWOPASS"] is True and h["NTILES"] == 2
+        assert h["CTYPE1"] == "RA---TAN"
+        assert hdul["COVERAGE"].data.shape == (60, 80)  # identical channels -> (H, W)
+        assert np.array_equal(np.isnan(hdul[0].data[0]), hdul["COVERAGE"].data == 0)
+    assert not list(tmp_path.glob(TEMP_PREFIX + "*"))
+
+
+def test_mono_fits_is_2d(tmp_path):
+    path = write_fits(tmp_path / "mono.fits", _result(1))
+    with fits.open(path) as hdul:
+        assert hdul[0].data.shape == (60, 80)
+
+
+def test_coverage_differs_per_channel_keeps_the_cube():
+    cov = np.ones((3, 4, 5), dtype=np.float32)
+    assert coverage_for_output(cov).shape == (4, 5)
+    cov[1, 0, 0] = 0
+    assert coverage_for_output(cov).shape == (3, 4, 5)
+
+
+def test_failed_write_keeps_the_previous_output(tmp_path):
+    target = tmp_path / "m.fits"
+    target.write_bytes(b"previous")
+    with pytest.raises(RuntimeError), atomic_write(target) as handle:
+        handle.write(b"half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_bytes() == b"previous"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_unwritable_or_missing_folder_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        check_writable_folder(tmp_path / "missing" / "m.fits")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    import os
+
+    if os.geteuid() != 0:  # root ignores permission bits
+        with pytest.raises(UsageError, match="not writable"):
+            check_writable_folder(locked / "m.fits")
+
+
+def test_disk_errors_become_a_clear_error(tmp_path, monkeypatch):
+    import os
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(ZeMosaicError, match="No space left"):
+        write_fits(tmp_path / "m.fits", _result())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_crop_shifts_the_wcs():
+    result = _result()
+    image, coverage, wcs = crop_to_coverage(result.image, result.coverage, result.wcs)
+    assert image.shape == (3, 60, 70) and coverage.shape == (3, 60, 70)
+    ra0, dec0 = result.wcs.pixel_to_world_values(10, 5)
+    ra1, dec1 = wcs.pixel_to_world_values(0, 5)
+    assert ra0 == pytest.approx(ra1, abs=1e-10) and dec0 == pytest.approx(dec1, abs=1e-10)
+    assert np.array_equal(image, result.image[:, :, 10:], equal_nan=True)
+
+
+def test_preview_png_is_stretched_and_flipped(tmp_path):
+    result = _result()
+    path = write_preview_png(tmp_path / "p.png", result)
+    rgb = np.asarray(Image.open(path))
+    assert rgb.shape == (60, 80, 3) and rgb.dtype == np.uint8
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 100
+    assert np.all(rgb[:, :10] == 0)  # uncovered is black
+    np.testing.assert_array_equal(rgb, stretch_rgb(result.image)[::-1])
+
+
+def test_tiff_is_16_bit_rgb(tmp_path):
+    import tifffile
+
+    path = write_tiff(tmp_path / "m.tif", _result())
+    data = tifffile.imread(path)
+    assert data.dtype == np.uint16 and data.shape == (60, 80, 3)
+    assert data.max() == 65535
+
+
+def test_auto_stretch_is_linked_and_targets_the_background():
+    rng = np.random.default_rng(1)
+    image = rng.normal(100, 2, (3, 100, 100)).astype(np.float32)
+    image[0] *= 1.5  # a red cast must survive a linked stretch
+    rgb = stretch_rgb(image)
+    means = rgb.reshape(-1, 3).mean(axis=0)
+    assert means[0] > means[1] + 20
+    for mode in ("linear", "asinh"):
+        assert stretch_rgb(image, mode).shape == (100, 100, 3)
+    with pytest.raises(ValueError):
+        stretch_rgb(image, "bogus")
+
+
+def test_downsample_is_nan_aware():
+    cube = np.ones((3, 100, 60), dtype=np.float32)
+    cube[:, :50] = np.nan
+    small = downsample(cube, 25)
+    assert max(small.shape[1:]) <= 25
+    assert np.isnan(small[:, 0]).all() and np.all(small[:, -1] == 1)
