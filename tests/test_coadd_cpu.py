@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from reproject import reproject_interp
 from reproject.mosaicking import reproject_and_coadd
-
 from synthetic import grid_tiles
+
 from zemosaic_core.backends.cpu import CpuBackend
 from zemosaic_core.coadd import coadd_pass
 from zemosaic_core.config import CombineSpec

@@ -31,6 +31,7 @@ def __getattr__(name: str):
         return build_mosaic
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "BackendError",
     "BuildCancelled",

@@ -20,13 +20,15 @@ from .backends import CpuBackend, create_backend
 from .backends.base import Backend
 from .cancel import CancelToken
 from .coadd import coadd_pass
-from .config import BackendName, CombineSpec
+from .config import BackendName, CombineSpec, TwoPassSpec
 from .coverage import format_cov_stats
 from .errors import BackendError
 from .planning import MosaicPlan
 from .progress import ProgressCallback
 from .result import CoaddResult
+from .scratch import ScratchSpace
 from .tile import Tile
+from .twopass import compute_gains
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class BackendSession:
 
     backend: BackendName = "auto"
     memory_budget: int | None = None
+    scratch: ScratchSpace | None = None
     gpu_failed: bool = False
     pass_backends: list[str] = field(default_factory=list)
     _gpu: Backend | None = field(default=None, init=False, repr=False)
@@ -59,7 +62,7 @@ class BackendSession:
     @property
     def cpu(self) -> CpuBackend:
         if self._cpu is None:
-            self._cpu = CpuBackend(self.memory_budget)
+            self._cpu = CpuBackend(self.memory_budget, scratch=self.scratch)
         return self._cpu
 
     def _gpu_backend(self) -> Backend | None:
@@ -126,17 +129,57 @@ class BackendSession:
                 if gpu is not None:
                     result = coadd_pass(gpu, tiles, plan, **kwargs)
             except BackendError as exc:
-                self.gpu_failed = True
                 result = None
-                logger.warning(FALLBACK_WARNING.format(label=label))
-                logger.info("%s GPU failure: %s", label, exc)
-                logger.debug("%s GPU failure details", label, exc_info=True)
-                self.release_gpu()
+                self._gpu_failed_in(label, exc)
         if result is None:
             result = coadd_pass(self.cpu, tiles, plan, **kwargs)
         self.pass_backends.append(result.backend)
         self._log_channels(result, label, pass_index)
         return result
+
+    def compute_gains(
+        self,
+        tiles: Sequence[Tile],
+        plan: MosaicPlan,
+        first: CoaddResult,
+        spec: TwoPassSpec,
+        *,
+        cancel: CancelToken | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """Two-pass gains, resampled by pass 1's backend; a GPU failure here counts as
+        the two-pass's failure (one WARNING), and the CPU takes over."""
+        if first.backend == "gpu" and not self.gpu_failed and self._gpu is not None:
+            try:
+                return compute_gains(
+                    self._gpu,
+                    tiles,
+                    plan,
+                    first.image,
+                    first.coverage[0],
+                    spec,
+                    cancel=cancel,
+                    progress=progress,
+                )
+            except BackendError as exc:
+                self._gpu_failed_in("[TwoPass]", exc)
+        return compute_gains(
+            self.cpu,
+            tiles,
+            plan,
+            first.image,
+            first.coverage[0],
+            spec,
+            cancel=cancel,
+            progress=progress,
+        )
+
+    def _gpu_failed_in(self, label: str, exc: BackendError) -> None:
+        self.gpu_failed = True
+        logger.warning(FALLBACK_WARNING.format(label=label))
+        logger.info("%s GPU failure: %s", label, exc)
+        logger.debug("%s GPU failure details", label, exc_info=True)
+        self.release_gpu()
 
     @staticmethod
     def _log_channels(result: CoaddResult, label: str, pass_index: int) -> None:

@@ -24,7 +24,7 @@ from .passes import BackendSession
 from .planning import plan_mosaic
 from .progress import ProgressCallback, report
 from .result import BuildResult
-from .twopass import compute_gains
+from .scratch import ScratchSpace
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ def _check_outputs(config: BuildConfig) -> None:
     targets = [p for p in (config.output, config.preview, config.tiff) if p is not None]
     for target in targets:
         check_writable_folder(target)
+    if config.scratch is not None and not Path(config.scratch).is_dir():
+        raise UsageError(f"scratch folder does not exist: {config.scratch}")
     if len({Path(t).resolve() for t in targets}) != len(targets):
         raise UsageError("two outputs point to the same file")
 
@@ -96,7 +98,11 @@ def build_mosaic(
     tiles = matched.tiles
 
     budget = config.max_memory or default_budget()
-    session = BackendSession(backend=config.backend, memory_budget=budget)
+    scratch_dir = config.scratch or (config.output.parent if config.output else None)
+    # Half of the budget holds the resampled tiles reused by the two-pass; the rest is
+    # for the chunk accumulators. Beyond it, tiles spill to memory-mapped scratch files.
+    scratch = ScratchSpace(scratch_dir, ram_budget=budget // 2)
+    session = BackendSession(backend=config.backend, memory_budget=budget // 2, scratch=scratch)
     try:
         result = session.run_pass(
             tiles,
@@ -111,14 +117,8 @@ def build_mosaic(
         gains = None
         if config.two_pass.enabled:
             check_cancel(cancel)
-            gains = compute_gains(
-                tiles,
-                plan,
-                result.image,
-                result.coverage[0],
-                config.two_pass,
-                cancel=cancel,
-                progress=progress,
+            gains = session.compute_gains(
+                tiles, plan, result, config.two_pass, cancel=cancel, progress=progress
             )
             result = session.run_pass(
                 tiles,
@@ -134,6 +134,7 @@ def build_mosaic(
             logger.info("[TwoPass] Two-pass reprojection backend: gpu_all=%s", session.gpu_all)
     finally:
         session.close()
+        scratch.close()
 
     check_cancel(cancel)
     report(progress, "finish", 0, 1)

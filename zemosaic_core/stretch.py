@@ -81,4 +81,6 @@ def stretch_rgb(image: np.ndarray, mode: StretchMode = "auto") -> np.ndarray:
         x = np.arcsinh(beta * x) / np.arcsinh(beta)
     x = np.nan_to_num(x, nan=0.0)
     rgb = np.repeat(x, 3, axis=0) if x.shape[0] == 1 else x[:3]
-    return np.ascontiguousarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0))
+    return np.ascontiguousarray(
+        (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+    )

@@ -5,8 +5,8 @@ shared by all channels, that brings it onto M1 where M1 is well covered (at leas
 ``tau`` tile-equivalents, also after a normalised blur of the coverage). Pass 2 then
 re-coadds ``g_i * tile_i``. On consistent data every gain is 1 (identity).
 
-The gains are computed on the CPU from host arrays, so they are the same whichever
-backend produced the coverage (given the coverage contract holds).
+The fit itself runs on the CPU from host arrays; the tiles are resampled by the
+backend of pass 1, so gains from either backend agree to the backends' parity.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from reproject import reproject_interp
 from scipy import ndimage
 
+from .backends.base import Backend
 from .cancel import CancelToken, check_cancel
 from .config import TwoPassSpec
 from .planning import MosaicPlan
@@ -100,32 +100,30 @@ def robust_gain(tile_values: np.ndarray, consensus: np.ndarray) -> float:
 
 
 def _resampled_luminance(
-    tile: Tile, plan: MosaicPlan, box_index: int
+    backend: Backend, tile: Tile, plan: MosaicPlan, box_index: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean over channels of the tile and its weight ``W``, resampled onto its box.
 
-    One ``reproject_interp`` call maps both planes (one WCS transform). Outside the tile
-    the luminance is NaN and the weight 0.
+    Uses the backend that ran pass 1 (the CPU reuses the tiles it already resampled).
+    Where any channel has no data the luminance is NaN and the weight 0.
     """
     box = plan.bboxes[box_index]
-    planes = [np.mean(tile.data, axis=0, dtype=np.float32)]
-    if tile.weight_map is not None:
-        planes.append(np.nan_to_num(tile.weight_map, nan=0.0).astype(np.float32))
-    out = np.empty((len(planes), *box.shape), dtype=np.float32)
-    reproject_interp(
-        (np.stack(planes), tile.wcs),
-        plan.sub_wcs(box),
-        shape_out=out.shape,
-        order="bilinear",
-        output_array=out,
-        return_footprint=False,
-    )
-    luminance = out[0]
-    weight = np.full(box.shape, tile.tile_weight, dtype=np.float32)
-    if tile.weight_map is not None:
-        weight = weight * np.nan_to_num(out[1], nan=0.0)
-    weight[~np.isfinite(luminance)] = 0
-    return luminance, weight
+    prepared = backend.prepare(tile, box_index, box, plan)
+    try:
+        xp = backend.xp
+        total = xp.zeros(box.shape, dtype=xp.float32)
+        weight = None
+        valid = None
+        for channel in range(tile.n_channels):
+            values, weights = backend.sample(prepared, channel)
+            total += values
+            valid = weights > 0 if valid is None else valid & (weights > 0)
+            weight = weights if weight is None else weight
+        luminance = xp.where(valid, total / xp.float32(tile.n_channels), xp.float32(np.nan))
+        weight = xp.where(valid, weight, xp.float32(0))
+        return backend.to_host(luminance), backend.to_host(weight)
+    finally:
+        backend.release(prepared)
 
 
 @dataclass
@@ -139,6 +137,7 @@ class _TileSamples:
 
 
 def _collect_samples(
+    backend: Backend,
     tiles: Sequence[Tile],
     plan: MosaicPlan,
     well: np.ndarray,
@@ -158,7 +157,7 @@ def _collect_samples(
         if box.is_empty:
             samples.append(_TileSamples(np.empty(0, dtype=np.int64), empty, empty, False))
             continue
-        lum, weight = _resampled_luminance(tile, plan, i)
+        lum, weight = _resampled_luminance(backend, tile, plan, i)
         valid = well[box.slices] & (weight > 0) & np.isfinite(lum)
         needed = max(
             spec.min_valid_pixels,
@@ -180,6 +179,7 @@ def _collect_samples(
 
 
 def compute_gains(
+    backend: Backend,
     tiles: Sequence[Tile],
     plan: MosaicPlan,
     consensus: np.ndarray,
@@ -201,6 +201,8 @@ def compute_gains(
 
     Parameters
     ----------
+    backend : Backend
+        Resamples the tiles (the backend of pass 1); may raise ``BackendError``.
     tiles : sequence of Tile
         The matched tiles, in plan order.
     plan : MosaicPlan
@@ -216,7 +218,7 @@ def compute_gains(
         Gains clipped to ``spec.gain_clip``; 1 where a tile has too few valid pixels.
     """
     well = well_covered_mask(coverage, [t.tile_weight for t in tiles], spec)
-    samples = _collect_samples(tiles, plan, well, spec, cancel, progress)
+    samples = _collect_samples(backend, tiles, plan, well, spec, cancel, progress)
     n_slots = int(well.sum())
     eligible = np.array([s.eligible for s in samples])
     lo, hi = spec.gain_clip

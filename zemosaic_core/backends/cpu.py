@@ -16,6 +16,7 @@ from reproject import reproject_interp
 from ..coverage import masked_samples
 from ..memory import default_budget
 from ..planning import BoundingBox, MosaicPlan, grid_offset
+from ..scratch import ScratchSpace
 from ..tile import Tile
 from .base import PreparedTile
 
@@ -34,17 +35,28 @@ def _copy_shifted(cube: np.ndarray, offset: tuple[int, int], out: np.ndarray) ->
 class CpuBackend:
     """Resampling with astropy reproject on the CPU.
 
+    Resampled tiles are kept for the whole build (in ``scratch`` when one is given, so
+    they spill to disk beyond its budget): the two-pass gains and pass 2 reuse them, as
+    resampling is linear and pass 2 only scales each tile. Every tile's WCS transform
+    thus runs once per build, not once per pass and channel.
+
     Parameters
     ----------
     memory_budget : int, optional
         Bytes for accumulators and stacks of one chunk (default: half of the RAM).
+    scratch : ScratchSpace, optional
+        Where the resampled tiles live; ``None`` keeps nothing between calls.
     """
 
     name = "cpu"
     xp: ModuleType = np
 
-    def __init__(self, memory_budget: int | None = None) -> None:
+    def __init__(
+        self, memory_budget: int | None = None, scratch: ScratchSpace | None = None
+    ) -> None:
         self._budget = int(memory_budget) if memory_budget else default_budget()
+        self._scratch = scratch
+        self._cache: dict[tuple[int, int, BoundingBox], np.ndarray] = {}
 
     def begin_pass(self, pass_index: int) -> None:
         """Nothing to set up on the CPU."""
@@ -53,24 +65,34 @@ class CpuBackend:
         self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> PreparedTile:
         """Reproject every channel (and the weight map) of ``tile`` onto ``region``."""
+        key = (id(tile.data), tile_index, region)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return PreparedTile(tile_index=tile_index, region=region, state=(cached, tile))
         cube = tile.data
         if tile.weight_map is not None:
             # NaN weights mean "no weight" (as reproject_and_coadd treats them).
             weight = np.nan_to_num(tile.weight_map, nan=0.0).astype(np.float32)
             cube = np.concatenate([cube, weight[None]], axis=0)
-        out = np.empty((cube.shape[0], *region.shape), dtype=np.float32)
+        shape = (cube.shape[0], *region.shape)
+        out = self._scratch.allocate(shape) if self._scratch else np.empty(shape, np.float32)
         offset = grid_offset(tile.wcs, plan.sub_wcs(region))
         if offset is not None:
             _copy_shifted(cube, offset, out)
-            return PreparedTile(tile_index=tile_index, region=region, state=(out, tile))
-        reproject_interp(
-            (cube, tile.wcs),
-            plan.sub_wcs(region),
-            shape_out=out.shape,
-            order="bilinear",
-            output_array=out,
-            return_footprint=False,
-        )
+        else:
+            # No round-trip check: it doubles the transform cost and only matters for
+            # projections that wrap, which a mosaic's tile boxes never reach.
+            reproject_interp(
+                (cube, tile.wcs),
+                plan.sub_wcs(region),
+                shape_out=out.shape,
+                order="bilinear",
+                output_array=out,
+                return_footprint=False,
+                roundtrip_coords=False,
+            )
+        if self._scratch is not None:
+            self._cache[key] = out
         return PreparedTile(tile_index=tile_index, region=region, state=(out, tile))
 
     def sample(self, prepared: PreparedTile, channel: int) -> tuple[Any, Any]:
@@ -95,4 +117,5 @@ class CpuBackend:
         return self._budget
 
     def end_build(self) -> None:
-        """Nothing pooled on the CPU."""
+        """Drop the resampled tiles (the scratch space owns and removes their files)."""
+        self._cache.clear()

@@ -1,0 +1,77 @@
+"""Scratch space: arrays in RAM while a budget allows, memory-mapped files beyond it.
+
+Files live in a private folder (``.zemosaic-scratch-*``) under the chosen directory
+and are removed when the space is closed — on success, error and cancel alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+SCRATCH_PREFIX = ".zemosaic-scratch-"
+
+
+class ScratchSpace:
+    """Allocates work arrays within a RAM budget, spilling to ``np.memmap`` files.
+
+    Parameters
+    ----------
+    directory : path-like, optional
+        Where spilled arrays go (default: the system temporary folder).
+    ram_budget : int
+        Bytes that may be held in RAM by this space's arrays.
+    """
+
+    def __init__(self, directory: str | Path | None = None, ram_budget: int = 1 << 30) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self.ram_budget = int(ram_budget)
+        self.ram_used = 0
+        self._folder: Path | None = None
+        self._count = 0
+
+    @property
+    def folder(self) -> Path | None:
+        """The private folder of spilled files, once one was needed."""
+        return self._folder
+
+    def allocate(self, shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """An uninitialised array: in RAM while the budget allows, else a memmap file."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if self.ram_used + nbytes <= self.ram_budget:
+            self.ram_used += nbytes
+            return np.empty(shape, dtype=dtype)
+        if self._folder is None:
+            parent = self.directory if self.directory is not None else None
+            self._folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+            logger.info("Memory budget reached: spilling work arrays to %s", self._folder)
+        self._count += 1
+        path = self._folder / f"array-{self._count}.dat"
+        return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
+
+    def close(self) -> None:
+        """Remove every spilled file (idempotent)."""
+        if self._folder is not None:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self._folder)
+            self._folder = None
+        self.ram_used = 0
+
+    def __enter__(self) -> ScratchSpace:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
