@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import sha256_files
 from synthetic import grid_tiles, write_tile
 
 from zemosaic_core.cli import main
+
+
+def sha256_files(paths):
+    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
 
 
 @pytest.fixture(scope="module")
