@@ -41,7 +41,8 @@ def _row_chunks(height: int, rows: int) -> list[tuple[int, int]]:
 def _auto_batch(plan: MosaicPlan, members: list[int], n_channels: int, budget: int) -> int:
     """Tiles prepared at once when the user left it to us: as many as half the budget holds."""
     largest = max((plan.bboxes[i].shape[0] * plan.bboxes[i].shape[1] for i in members), default=1)
-    per_tile = max(1, (n_channels + 3) * largest * _FLOAT32)
+    # A prepared tile holds its channels plus coordinates, masks and weights (~7 planes).
+    per_tile = max(1, (n_channels + 7) * largest * _FLOAT32)
     return int(max(1, min(len(members), (budget // 2) // per_tile)))
 
 
@@ -178,8 +179,8 @@ class _MeanReducer(_Reducer):
         self.coverage[(channel, *sl)] += weights
 
     def result(self) -> tuple[Any, Any]:
-        coverage = sanitize_coverage(self.coverage, self.xp)
-        return mean_from_sums(self.weighted_sum, coverage, self.xp), coverage
+        coverage = sanitize_coverage(self.coverage, self.xp, in_place=True)
+        return mean_from_sums(self.weighted_sum, coverage, self.xp, in_place=True), coverage
 
 
 class _StackReducer(_Reducer):
@@ -209,5 +210,5 @@ class _StackReducer(_Reducer):
             for c in range(self.values.shape[0])
         ]
         image = xp.stack([p[0] for p in planes]).astype(xp.float32, copy=False)
-        coverage = sanitize_coverage(xp.stack([p[1] for p in planes]), xp)
+        coverage = sanitize_coverage(xp.stack([p[1] for p in planes]), xp, in_place=True)
         return image, coverage

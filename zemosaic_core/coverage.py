@@ -13,19 +13,34 @@ from typing import Any
 import numpy as np
 
 
-def sanitize_coverage(coverage: Any, xp: ModuleType = np) -> Any:
-    """Coverage as finite float32 >= 0 (NaN/inf -> 0, negatives from rounding -> 0)."""
+def sanitize_coverage(coverage: Any, xp: ModuleType = np, *, in_place: bool = False) -> Any:
+    """Coverage as finite float32 >= 0 (NaN/inf -> 0, negatives from rounding -> 0).
+
+    ``in_place=True`` reuses ``coverage`` when it already is float32 (an accumulator
+    the caller owns), which saves two full-size temporaries on large mosaics.
+    """
     cov = xp.asarray(coverage, dtype=xp.float32)
-    cov = xp.where(xp.isfinite(cov), cov, xp.float32(0))
-    return xp.maximum(cov, xp.float32(0))
+    if not in_place and cov is coverage:
+        cov = cov.copy()
+    xp.nan_to_num(cov, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    xp.maximum(cov, xp.float32(0), out=cov)
+    return cov
 
 
-def mean_from_sums(weighted_sum: Any, coverage: Any, xp: ModuleType = np) -> Any:
-    """``weighted_sum / coverage`` as float32, NaN where ``coverage <= 0``."""
+def mean_from_sums(
+    weighted_sum: Any, coverage: Any, xp: ModuleType = np, *, in_place: bool = False
+) -> Any:
+    """``weighted_sum / coverage`` as float32, NaN where ``coverage <= 0``.
+
+    ``in_place=True`` divides inside ``weighted_sum`` (an accumulator the caller owns).
+    """
     covered = coverage > 0
-    safe = xp.where(covered, coverage, xp.float32(1))
-    image = (weighted_sum / safe).astype(xp.float32, copy=False)
-    return xp.where(covered, image, xp.float32(np.nan))
+    image = xp.asarray(weighted_sum, dtype=xp.float32)
+    if not in_place and image is weighted_sum:
+        image = image.copy()
+    image /= xp.where(covered, coverage, xp.float32(1))
+    image[~covered] = xp.float32(np.nan)
+    return image
 
 
 def masked_samples(values: Any, valid: Any, weight: Any, xp: ModuleType = np) -> tuple[Any, Any]:

@@ -1,0 +1,372 @@
+"""The ``gpu`` backend: one engine written against an array module (DESIGN §4).
+
+On a CUDA machine the engine runs on CuPy + ``cupyx.scipy.ndimage``; with
+``ZEMOSAIC_GPU_SIMULATE=1`` (or ``simulate=True``) the very same code runs on NumPy +
+``scipy.ndimage`` as a simulated device, so CI exercises the GPU code path.
+
+Per tile and output region, :meth:`GpuBackend.prepare`
+
+1. maps the region's output pixels into the tile (:mod:`.mapping`: exact astropy
+   transform on a coarse grid, bilinear upsampling on the device);
+2. applies reproject's edge rule once: per axis, positions in ``[-0.5, 0)`` sample
+   pixel 0, positions in ``[n - 1, n - 0.5)`` sample pixel ``n - 1``, positions outside
+   ``[-0.5, n - 0.5)`` (or NaN) are outside the tile (f = 0);
+3. uploads the tile's channels (and its weight map) once, cropped to the rows and
+   columns the mapping touches plus a one-pixel margin, so a tile crosses the bus once
+   per pass and not once per channel.
+
+:meth:`GpuBackend.sample` then resamples one channel with
+``ndimage.map_coordinates(order=1, mode="constant", cval=nan)`` — what
+``reproject_interp`` calls on the CPU — and applies the f rule of DESIGN §3 through
+:func:`~zemosaic_core.coverage.masked_samples`.
+
+Any failure of device work is raised as :class:`~zemosaic_core.errors.BackendError`;
+the backend never falls back to the CPU by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from ..coverage import masked_samples
+from ..errors import BackendError
+from ..memory import default_budget
+from ..planning import BoundingBox, MosaicPlan
+from ..tile import Tile
+from .base import PreparedTile
+from .device import FailSpec, array_modules, simulated_failure, simulation_enabled
+from .mapping import choose_step, coordinate_map
+
+logger = logging.getLogger(__name__)
+
+#: Share of the free device memory a build may plan to use.
+VRAM_FRACTION = 0.6
+
+
+class SimulatedOutOfMemory(MemoryError):
+    """The out-of-memory error the simulated device raises on request.
+
+    Raised inside the backend (``ZEMOSAIC_GPU_SIMULATE_FAIL``) and wrapped, like a real
+    CuPy ``OutOfMemoryError``, into :class:`~zemosaic_core.errors.BackendError`.
+    """
+
+
+@dataclass
+class _TileState:
+    """What :meth:`GpuBackend.prepare` holds for one tile and region (device arrays).
+
+    Attributes
+    ----------
+    coords : xp.ndarray, float64, (2, H, W), or None
+        ``(row, col)`` positions in the uploaded window, edge rule applied (0 where the
+        position is outside the tile). ``None`` when the region misses the tile.
+    valid : xp.ndarray, bool, (H, W)
+        Inside the tile's pixel domain (and the weight-map sample is finite).
+    weight : xp.ndarray float32 (H, W), or numpy.float32
+        ``W = t * w(p)``: the tile weight times the resampled weight map.
+    cube : xp.ndarray, float32, (C, h, w)
+        The tile's channels cropped to the window the mapping touches.
+    tile_name : str
+        For error messages.
+    """
+
+    coords: Any
+    valid: Any
+    weight: Any
+    cube: Any
+    tile_name: str
+
+
+def _edge_rule(position: Any, n: int, xp: ModuleType) -> tuple[Any, Any]:
+    """reproject's edge rule along one axis of ``n`` pixels.
+
+    Returns the clamped positions and the mask of positions inside ``[-0.5, n - 0.5)``
+    (NaN -> outside). Positions in ``[-0.5, 0)`` become 0 and positions in
+    ``[n - 1, n - 0.5)`` become ``n - 1``, so the bilinear sample there is the edge pixel.
+    """
+    inside = (position >= -0.5) & (position < n - 0.5)
+    clamped = xp.minimum(xp.maximum(position, 0.0), float(n - 1))
+    return clamped, inside
+
+
+def _window(lo: float, hi: float, n: int) -> tuple[int, int]:
+    """Pixels ``[start, stop)`` that bilinear samples at ``[lo, hi]`` need, plus 1 px margin.
+
+    ``lo``/``hi`` are clamped into ``[0, n - 1]`` first (the edge rule).
+    """
+    lo = min(max(lo, 0.0), n - 1.0)
+    hi = min(max(hi, 0.0), n - 1.0)
+    return max(0, math.floor(lo) - 1), min(n, math.floor(hi) + 3)
+
+
+class GpuBackend:
+    """Resampling on a GPU with CuPy, or on NumPy as a simulated device.
+
+    Parameters
+    ----------
+    memory_budget : int, optional
+        Bytes for accumulators and stacks of one chunk. Default: 60 % of the free device
+        memory (simulated: half of the RAM). With a real device, the smaller of the two.
+    simulate : bool, optional
+        Run on NumPy as a simulated device. Default: ``ZEMOSAIC_GPU_SIMULATE``.
+
+    Raises
+    ------
+    BackendError
+        Not simulated and CuPy cannot be imported or sees no CUDA device.
+
+    Attributes
+    ----------
+    name : str
+        Always ``"gpu"``, simulated or not.
+    xp : module
+        ``cupy``, or ``numpy`` when simulated.
+    ndimage : module
+        ``cupyx.scipy.ndimage``, or ``scipy.ndimage`` when simulated.
+    simulated : bool
+    """
+
+    name = "gpu"
+
+    def __init__(self, memory_budget: int | None = None, simulate: bool | None = None) -> None:
+        self.simulated = simulation_enabled() if simulate is None else bool(simulate)
+        self.xp, self.ndimage = array_modules(self.simulated)
+        self._budget = int(memory_budget) if memory_budget else None
+        self._pass_index = 1
+        self._fail: FailSpec | None = None
+        # (tile index, frame) -> (plan WCS, tile WCS, frame WCS, grid step), per build.
+        self._frames: dict[tuple[int, BoundingBox], tuple[Any, Any, Any, int]] = {}
+        if not self.simulated:
+            with self._device_errors("opening the CUDA device"):
+                if int(self.xp.cuda.runtime.getDeviceCount()) < 1:
+                    raise BackendError("GPU backend: no CUDA device found")
+        logger.debug("gpu backend on %s", "NumPy (simulated)" if self.simulated else "CuPy")
+
+    # -- errors ---------------------------------------------------------------------
+
+    @contextmanager
+    def _device_errors(self, action: str) -> Iterator[None]:
+        """Turn any failure of device work into a BackendError naming ``action``."""
+        try:
+            yield
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(self._describe(action, exc)) from exc
+
+    def _describe(self, action: str, exc: BaseException) -> str:
+        kind = type(exc).__name__
+        detail = str(exc)
+        if isinstance(exc, SimulatedOutOfMemory):
+            return f"simulated GPU out of memory while {action}"
+        if "OutOfMemory" in kind or isinstance(exc, MemoryError):
+            what = "GPU out of memory"
+        elif "CUDA" in kind.upper() or "NVRTC" in kind.upper() or "CUBLAS" in kind.upper():
+            what = "CUDA error"
+        else:
+            what = "GPU backend failed"
+        return f"{what} while {action}: {kind}: {detail}" if detail else f"{what} while {action}"
+
+    def _check_injected_failure(self, channel: int, tile_name: str) -> None:
+        if (
+            self.simulated
+            and self._fail is not None
+            and self._fail.matches(self._pass_index, channel)
+        ):
+            raise SimulatedOutOfMemory(
+                f"out of memory on the simulated device (channel {channel}, pass "
+                f"{self._pass_index}, tile {tile_name})"
+            )
+
+    # -- Backend protocol ------------------------------------------------------------
+
+    def begin_pass(self, pass_index: int) -> None:
+        """Remember the pass (for fault injection) and read ``ZEMOSAIC_GPU_SIMULATE_FAIL``."""
+        self._pass_index = int(pass_index)
+        self._fail = simulated_failure() if self.simulated else None
+
+    def prepare(
+        self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
+    ) -> PreparedTile:
+        """Map ``region`` into ``tile`` and upload the part of the tile it touches.
+
+        Parameters
+        ----------
+        tile : Tile
+        tile_index : int
+            Index of the tile in the pass.
+        region : BoundingBox
+            Output pixels to cover (part of the tile's box).
+        plan : MosaicPlan
+
+        Returns
+        -------
+        PreparedTile
+            Holds the device coordinate map, validity, weights and the tile window;
+            shared by every channel.
+
+        Raises
+        ------
+        BackendError
+            Any failure while computing, uploading or resampling on the device.
+        """
+        action = f"preparing tile {tile.name} (pass {self._pass_index})"
+        with self._device_errors(action):
+            state = self._prepare(tile, tile_index, region, plan)
+        return PreparedTile(tile_index=tile_index, region=region, state=state)
+
+    def _frame(
+        self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
+    ) -> tuple[BoundingBox, Any, int]:
+        """The frame the coarse grid is anchored to, its WCS, and the tile's grid step.
+
+        The frame is the tile's box, so every row chunk of it sees the same nodes and the
+        mosaic does not depend on the chunking. Frame WCS and step are computed once per
+        tile and plan and kept for the build.
+        """
+        box = plan.bboxes[tile_index] if tile_index < len(plan.bboxes) else region
+        if box.intersect(region) != region:
+            box = region
+        key = (tile_index, box)
+        cached = self._frames.get(key)
+        if cached is not None and cached[0] is plan.wcs and cached[1] is tile.wcs:
+            return box, cached[2], cached[3]
+        frame_wcs = plan.sub_wcs(box)
+        step, error = choose_step(frame_wcs, tile.wcs, box.shape)
+        self._frames[key] = (plan.wcs, tile.wcs, frame_wcs, step)
+        logger.debug(
+            "tile %s: coordinate grid step %d px (max error %.1e px)", tile.name, step, error
+        )
+        return box, frame_wcs, step
+
+    def _prepare(
+        self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
+    ) -> _TileState:
+        xp = self.xp
+        height, width = tile.shape
+        box, frame_wcs, step = self._frame(tile, tile_index, region, plan)
+        cmap = coordinate_map(
+            frame_wcs,
+            tile.wcs,
+            region.shape,
+            xp,
+            step=step,
+            origin=(region.y0 - box.y0, region.x0 - box.x0),
+        )
+        empty = _TileState(None, None, np.float32(0), None, tile.name)
+        if cmap.bounds is None:
+            return empty
+        xmin, xmax, ymin, ymax = cmap.bounds
+        if xmax < -0.5 or xmin >= width - 0.5 or ymax < -0.5 or ymin >= height - 0.5:
+            return empty  # the region lies beside the tile: nothing to sample
+        y0, y1 = _window(ymin, ymax, height)
+        x0, x1 = _window(xmin, xmax, width)
+
+        cx, inside_x = _edge_rule(cmap.x, width, xp)
+        cy, inside_y = _edge_rule(cmap.y, height, xp)
+        valid = inside_x & inside_y
+        del cmap
+        zero = xp.float64(0)
+        # Window-relative positions (exact: integer shifts); 0 where outside the tile.
+        coords = xp.stack([xp.where(valid, cy - y0, zero), xp.where(valid, cx - x0, zero)])
+        del cx, cy, inside_x, inside_y
+
+        cube = xp.asarray(np.ascontiguousarray(tile.data[:, y0:y1, x0:x1], dtype=np.float32))
+        weight: Any = np.float32(tile.tile_weight)
+        if tile.weight_map is not None:
+            # NaN weights mean "no weight", as in the cpu backend (reproject_and_coadd).
+            window = np.nan_to_num(tile.weight_map[y0:y1, x0:x1], nan=0.0)
+            plane = self._resample(
+                xp.asarray(np.ascontiguousarray(window, dtype=np.float32)), coords
+            )
+            valid &= xp.isfinite(plane)
+            weight = plane * np.float32(tile.tile_weight)
+        return _TileState(coords=coords, valid=valid, weight=weight, cube=cube, tile_name=tile.name)
+
+    def _resample(self, plane: Any, coords: Any) -> Any:
+        """Bilinear samples of ``plane`` at ``coords`` (NaN outside), float32."""
+        return self.ndimage.map_coordinates(
+            plane,
+            coords,
+            output=self.xp.float32,
+            order=1,
+            mode="constant",
+            cval=float("nan"),
+            prefilter=False,
+        )
+
+    def sample(self, prepared: PreparedTile, channel: int) -> tuple[Any, Any]:
+        """Values and ``f * W`` of one channel of a prepared tile (DESIGN §3).
+
+        Returns
+        -------
+        values, weights : xp.ndarray, float32, shape ``prepared.region.shape``
+
+        Raises
+        ------
+        BackendError
+            Any device failure (including the simulated out-of-memory error).
+        """
+        state: _TileState = prepared.state
+        action = f"processing channel {channel} of tile {state.tile_name} (pass {self._pass_index})"
+        with self._device_errors(action):
+            self._check_injected_failure(channel, state.tile_name)
+            xp = self.xp
+            if state.coords is None:
+                zeros = xp.zeros(prepared.region.shape, dtype=xp.float32)
+                return zeros, zeros.copy()
+            values = self._resample(state.cube[channel], state.coords)
+            valid = state.valid & xp.isfinite(values)
+            return masked_samples(values, valid, state.weight, xp)
+
+    def release(self, prepared: PreparedTile) -> None:
+        """Drop the device arrays of a prepared tile (they return to CuPy's pool)."""
+        prepared.state = None
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """Copy a device array to a NumPy array.
+
+        Raises
+        ------
+        BackendError
+            The copy failed (a CUDA error surfacing at synchronisation).
+        """
+        with self._device_errors("copying a result to the host"):
+            if self.simulated:
+                return np.asarray(array)
+            return self.xp.asnumpy(array)
+
+    def memory_budget(self) -> int:
+        """Bytes one chunk may use on the device.
+
+        Simulated: the given budget, else half of the RAM. Real: 60 % of the free device
+        memory, or the given budget when that is smaller.
+        """
+        if self.simulated:
+            return self._budget or default_budget()
+        with self._device_errors("reading the free device memory"):
+            free, _total = self.xp.cuda.Device().mem_info
+        budget = int(free * VRAM_FRACTION)
+        return min(budget, self._budget) if self._budget else budget
+
+    def end_build(self) -> None:
+        """Free CuPy's default and pinned memory pools (nothing to do when simulated).
+
+        Never raises: freeing must not mask the outcome of a build (failures are logged).
+        """
+        self._frames.clear()
+        if self.simulated:
+            return
+        try:
+            self.xp.get_default_memory_pool().free_all_blocks()
+            self.xp.get_default_pinned_memory_pool().free_all_blocks()
+        except Exception:
+            logger.warning("freeing the GPU memory pools failed", exc_info=True)
