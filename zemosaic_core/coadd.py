@@ -97,8 +97,11 @@ def coadd_pass(
     rows = _rows_per_chunk(plan, n_channels, n_layers, budget)
     chunks = _row_chunks(height, rows)
 
-    image = np.full((n_channels, height, width), np.nan, dtype=np.float32)
-    coverage = np.zeros((n_channels, height, width), dtype=np.float32)
+    # With a single chunk the reducer's own arrays become the result (no extra copy).
+    image = coverage = None
+    if len(chunks) > 1:
+        image = np.full((n_channels, height, width), np.nan, dtype=np.float32)
+        coverage = np.zeros((n_channels, height, width), dtype=np.float32)
     total = sum(
         1 for y0, y1 in chunks for box in plan.bboxes if box.overlaps(BoundingBox(y0, y1, 0, width))
     )
@@ -149,9 +152,13 @@ def coadd_pass(
             done += len(batch)
             report(progress, phase, done, total)
         chunk_image, chunk_cov = reducer.result()
-        image[:, y0:y1] = backend.to_host(chunk_image)
-        coverage[:, y0:y1] = backend.to_host(chunk_cov)
-        del reducer, chunk_image, chunk_cov
+        del reducer
+        if image is None:
+            image, coverage = backend.to_host(chunk_image), backend.to_host(chunk_cov)
+        else:
+            image[:, y0:y1] = backend.to_host(chunk_image)
+            coverage[:, y0:y1] = backend.to_host(chunk_cov)
+        del chunk_image, chunk_cov
 
     return CoaddResult(image=image, coverage=coverage, backend=backend.name)
 

@@ -150,7 +150,10 @@ def write_tiff(path: str | Path, result: BuildResult) -> Path:
 def crop_to_coverage(
     image: np.ndarray, coverage: np.ndarray, wcs: WCS
 ) -> tuple[np.ndarray, np.ndarray, WCS]:
-    """Auto-crop to the bounding box of covered pixels, shifting the WCS to match."""
+    """Auto-crop to the bounding box of covered pixels, shifting the WCS to match.
+
+    Returns views of ``image`` and ``coverage``.
+    """
     covered = np.any(coverage > 0, axis=0)
     rows = np.flatnonzero(covered.any(axis=1))
     cols = np.flatnonzero(covered.any(axis=0))
@@ -159,8 +162,5 @@ def crop_to_coverage(
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     if (y0, x0) == (0, 0) and (y1, x1) == covered.shape:
         return image, coverage, wcs
-    return (
-        np.ascontiguousarray(image[:, y0:y1, x0:x1]),
-        np.ascontiguousarray(coverage[:, y0:y1, x0:x1]),
-        wcs[y0:y1, x0:x1],
-    )
+    # Views, not copies: a copy would briefly double the largest arrays of a build.
+    return image[:, y0:y1, x0:x1], coverage[:, y0:y1, x0:x1], wcs[y0:y1, x0:x1]

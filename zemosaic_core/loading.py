@@ -1,0 +1,760 @@
+"""Finding and reading the input FITS files (pipeline step 1, "load").
+
+Everything a user can throw at the program ends up here: folders, duplicate paths,
+symbolic links, compressed files, mono images, colour cubes in either axis order, raw
+Bayer frames, unsolved frames and plain garbage. The rule is simple: a file that can be
+used becomes a `Tile`; a file that cannot is skipped with one WARNING saying why, in
+words, and the build goes on with the others. Tracebacks go to DEBUG only.
+
+Inputs are opened read-only (``memmap=False``: the pixel data are copied into memory,
+never mapped) and are never modified.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import os
+import re
+import struct
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, NoConvergence
+
+from .cancel import CancelToken, check_cancel
+from .debayer import BAYER_PATTERNS, array_pattern, debayer_bilinear
+from .errors import InputError, NoUsableInputError
+from .progress import ProgressCallback, report
+from .tile import Tile
+
+logger = logging.getLogger(__name__)
+
+#: File name suffixes taken from folders (case-insensitive): ``.fit``, ``.fits``,
+#: ``.fts``, each optionally followed by ``.fz`` or ``.gz``.
+FITS_PATTERNS: tuple[str, ...] = tuple(
+    base + comp for base in (".fit", ".fits", ".fts") for comp in ("", ".fz", ".gz")
+)
+
+#: Largest pixel->sky->pixel round-trip error accepted for a WCS, in pixels.
+ROUND_TRIP_TOLERANCE_PX = 0.5
+
+_FITS_BLOCK = 2880
+_GZIP_MAGIC = b"\x1f\x8b"
+_MAX_REASON = 300
+
+# Header keywords that define the celestial WCS: an unparsable one is fatal (astropy
+# would otherwise replace the value by a default such as 0 and solve the wrong sky).
+_WCS_KEY = re.compile(
+    r"^(WCSAXES|CRVAL|CRPIX|CDELT|CROTA|CTYPE|CUNIT|CD\d|PC\d|PV\d|PS\d|LONPOLE|LATPOLE|"
+    r"RADESYS|RADECSYS|EQUINOX|EPOCH|A_|B_|AP_|BP_)"
+)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class InputProbe:
+    """Header-level verdict on one input file (for the GUI's file list).
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    ok : bool
+        True when the headers describe a usable image (pixel values are not read, so a
+        file found ``ok`` can still turn out to hold no finite pixel).
+    reason : str or None
+        Why it cannot be used, when ``ok`` is False.
+    n_channels : int or None
+        1 (mono) or 3 (RGB, including debayered raw frames), when known.
+    shape : tuple of int or None
+        ``(C, H, W)`` of the tile the file would give, when known.
+    size_bytes : int
+        Size of the file on disk (0 when it cannot be read).
+    """
+
+    path: Path
+    ok: bool
+    reason: str | None
+    n_channels: int | None
+    shape: tuple[int, int, int] | None
+    size_bytes: int
+
+
+@dataclass
+class LoadResult:
+    """What `load_tiles` read.
+
+    Attributes
+    ----------
+    tiles : list of Tile
+        The usable tiles, in input order, all with the same channel count.
+    skipped : list of InputError
+        One entry per file that was not used, with its reason.
+    """
+
+    tiles: list[Tile] = field(default_factory=list)
+    skipped: list[InputError] = field(default_factory=list)
+
+
+@dataclass
+class _Selection:
+    """The HDU chosen in a file and how to turn its data into a tile."""
+
+    index: int
+    layout: str  # "2d", "planes_first" (NAXIS3 = C) or "planes_last" (NAXIS1 = C)
+    n_planes: int
+    height: int
+    width: int
+    wcs: WCS
+    bayer: str | None  # pattern applying to the array as stored, or None
+
+    @property
+    def n_channels(self) -> int:
+        return 3 if self.bayer is not None else self.n_planes
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def is_fits_name(name: str | Path) -> bool:
+    """True when a file name ends with one of `FITS_PATTERNS` (case-insensitive)."""
+    return Path(name).name.lower().endswith(FITS_PATTERNS)
+
+
+def discover_inputs(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and folders into the list of input files.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        Files and folders. A file given by name is taken whatever its suffix; folders
+        are searched recursively for names matching `FITS_PATTERNS`. Entries whose name
+        starts with ``'.'`` inside a folder are skipped.
+
+    Returns
+    -------
+    list of Path
+        The files, each once (two paths that resolve to the same file, e.g. through a
+        symbolic link, count once: the first seen is kept). Order: the order of
+        ``paths``; inside a folder, its files sorted by name, then its sub-folders
+        sorted by name, depth first.
+
+    Notes
+    -----
+    A path that does not exist is skipped with a WARNING naming it. Symbolic links to
+    folders are followed, but each real folder is visited once, so link loops end.
+    """
+    found: list[Path] = []
+    seen_files: set[str] = set()
+    seen_dirs: set[str] = set()
+
+    def add_file(path: Path) -> None:
+        key = os.path.normcase(os.path.realpath(path))
+        if key in seen_files:
+            logger.debug("%s: already listed (same file), counted once", path)
+            return
+        seen_files.add(key)
+        found.append(path)
+
+    for given in paths:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            for item in _walk_folder(path, seen_dirs):
+                add_file(item)
+        elif path.is_file():
+            add_file(path)
+        elif path.exists() or path.is_symlink():
+            reason = "broken symbolic link" if path.is_symlink() else "not a regular file"
+            logger.warning("%s: skipped: %s", path, reason)
+        else:
+            logger.warning("%s: skipped: no such file or folder", path)
+    logger.debug("discovered %d input file(s)", len(found))
+    return found
+
+
+def _walk_folder(root: Path, seen_dirs: set[str]) -> Iterator[Path]:
+    """Yield the FITS files below ``root``, depth first, each real folder once."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        real = os.path.normcase(os.path.realpath(folder))
+        if real in seen_dirs:
+            logger.debug("%s: folder already searched (symbolic link loop?), skipped", folder)
+            continue
+        seen_dirs.add(real)
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as exc:
+            logger.warning("%s: skipped: cannot read folder (%s)", folder, exc.strerror or exc)
+            continue
+        subfolders: list[Path] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()
+                is_file = not is_dir and entry.is_file()
+            except OSError:
+                continue
+            if is_dir:
+                subfolders.append(Path(entry.path))
+            elif is_file and is_fits_name(entry.name):
+                yield Path(entry.path)
+        stack.extend(reversed(subfolders))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _one_line(text: object) -> str:
+    """A message squeezed onto one short line (no traceback or multi-line text in reasons)."""
+    line = " ".join(str(text).split())
+    if len(line) > _MAX_REASON:
+        line = line[: _MAX_REASON - 3] + "..."
+    return line
+
+
+def _exc_text(exc: BaseException) -> str:
+    return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+def _fail(path: Path, reason: str, exc: BaseException | None = None) -> InputError:
+    """Build the InputError for ``path``; the traceback of ``exc`` goes to DEBUG only."""
+    if exc is not None:
+        logger.debug("%s: %s", path, reason, exc_info=exc)
+    return InputError(path, _one_line(reason))
+
+
+@contextmanager
+def _quiet_astropy(path: Path) -> Iterator[None]:
+    """Turn the warnings astropy emits while reading into DEBUG log lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with np.errstate(all="ignore"):
+            try:
+                yield
+            finally:
+                for item in caught:
+                    logger.debug(
+                        "%s: %s: %s", path, item.category.__name__, _one_line(item.message)
+                    )
+
+
+def _check_file(path: Path) -> tuple[int, bool]:
+    """Basic file checks; returns (size on disk, is gzip-compressed)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        raise _fail(path, "file not found") from exc
+    except OSError as exc:
+        raise _fail(path, f"cannot access the file ({exc.strerror or exc})", exc) from exc
+    if path.is_dir():
+        raise _fail(path, "a folder, not a file")
+    size = int(st.st_size)
+    if size == 0:
+        raise _fail(path, "empty file")
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(2)
+            handle.seek(0)
+            if magic == _GZIP_MAGIC:
+                try:
+                    with gzip.GzipFile(fileobj=handle, mode="rb") as gz:
+                        head = gz.read(80)
+                except (OSError, EOFError) as exc:
+                    raise _fail(path, f"corrupt gzip file ({_exc_text(exc)})", exc) from exc
+                if not head:
+                    raise _fail(path, "empty file (after gzip decompression)")
+            else:
+                head = handle.read(80)
+    except PermissionError as exc:
+        raise _fail(path, "cannot read the file (permission denied)", exc) from exc
+    except OSError as exc:
+        raise _fail(path, f"cannot read the file ({exc.strerror or exc})", exc) from exc
+    if not head.startswith(b"SIMPLE  ="):
+        raise _fail(path, "not a FITS file")
+    return size, magic == _GZIP_MAGIC
+
+
+def _gzip_length(path: Path, needed: int) -> int:
+    """Decompressed length of a gzip file, or at least a lower bound that is >= ``needed``.
+
+    The trailer's ISIZE (length modulo 2**32 of the last member) never exceeds the true
+    length, so when it is large enough it settles the question; otherwise the stream is
+    decompressed and counted.
+    """
+    with open(path, "rb") as handle:
+        handle.seek(-4, os.SEEK_END)
+        isize = struct.unpack("<I", handle.read(4))[0]
+    if isize >= needed:
+        return isize
+    total = 0
+    with gzip.open(path, "rb") as gz:
+        while chunk := gz.read(1 << 22):
+            total += len(chunk)
+    return total
+
+
+def _promised_data_bytes(hdu: fits.hdu.base._BaseHDU, dims: Sequence[int]) -> int:
+    """Bytes of data the header of ``hdu`` announces (padding excluded)."""
+    if isinstance(hdu, fits.CompImageHDU):
+        table = getattr(hdu, "_bintable", None)
+        if table is not None:
+            header = table.header
+            return int(header["NAXIS1"]) * int(header["NAXIS2"]) + int(header.get("PCOUNT", 0))
+        info = hdu.fileinfo() or {}
+        return max(int(info.get("datSpan", 0)) - (_FITS_BLOCK - 1), 0)
+    header = hdu.header
+    bytes_per_value = abs(int(header["BITPIX"])) // 8
+    gcount = int(header.get("GCOUNT", 1))
+    pcount = int(header.get("PCOUNT", 0))
+    return bytes_per_value * gcount * (pcount + math.prod(int(d) for d in dims))
+
+
+def _check_data_present(
+    path: Path, hdu: fits.hdu.base._BaseHDU, dims: Sequence[int], size: int, is_gzip: bool
+) -> None:
+    """Refuse an HDU whose data the file does not hold (truncated, header only)."""
+    info = hdu.fileinfo()
+    if not info:
+        return
+    offset = int(info["datLoc"])
+    needed = _promised_data_bytes(hdu, dims)
+    if needed <= 0:
+        return
+    try:
+        length = _gzip_length(path, offset + needed) if is_gzip else size
+    except (OSError, EOFError) as exc:
+        raise _fail(path, f"truncated or corrupt gzip file ({_exc_text(exc)})", exc) from exc
+    available = max(length - offset, 0)
+    if available >= needed:
+        return
+    if available == 0:
+        raise _fail(path, f"header only: no data after the header (it promises {needed} bytes)")
+    raise _fail(path, f"truncated: header promises {needed} bytes of data, file holds {available}")
+
+
+def _unparsable_wcs_cards(header: fits.Header) -> list[str]:
+    """Keywords of WCS cards whose value cannot be parsed (e.g. ``CRVAL1 = NAN``)."""
+    bad = []
+    for card in header.cards:
+        keyword = card.keyword
+        if not _WCS_KEY.match(keyword or ""):
+            continue
+        try:
+            value = card.value
+        except Exception:  # astropy raises VerifyError (or ValueError) for such cards
+            bad.append(keyword)
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            bad.append(keyword)
+    return bad
+
+
+def _round_trip_points(height: int, width: int) -> np.ndarray:
+    xs = (0.0, width - 1.0)
+    ys = (0.0, height - 1.0)
+    corners = [(x, y) for y in ys for x in xs]
+    return np.array([((width - 1) / 2.0, (height - 1) / 2.0), *corners], dtype=float)
+
+
+def _celestial_wcs(
+    path: Path,
+    hdul: fits.HDUList,
+    header: fits.Header,
+    axes: list[int],
+    height: int,
+    width: int,
+) -> WCS:
+    """Read, validate and return the 2-D celestial WCS of an image plane."""
+    bad = _unparsable_wcs_cards(header)
+    if bad:
+        cards = ", ".join(bad[:4])
+        raise _fail(path, f"unparsable WCS header card {cards} (broken value, e.g. NAN)")
+    try:
+        wcs = WCS(header, fobj=hdul, naxis=axes, relax=True)
+    except Exception as exc:
+        raise _fail(path, f"unparsable WCS ({_exc_text(exc)})", exc) from exc
+    if wcs.naxis != 2 or not wcs.has_celestial or {wcs.wcs.lng, wcs.wcs.lat} != {0, 1}:
+        raise _fail(path, "no celestial WCS (not plate-solved?)")
+    try:
+        wcs.wcs.set()
+        matrix = np.asarray(wcs.pixel_scale_matrix, dtype=float)
+    except Exception as exc:
+        if "singular" in str(exc).lower():
+            raise _fail(path, "singular WCS matrix", exc) from exc
+        raise _fail(path, f"invalid WCS ({_exc_text(exc)})", exc) from exc
+    numbers = {
+        "CRVAL": np.asarray(wcs.wcs.crval, dtype=float),
+        "CRPIX": np.asarray(wcs.wcs.crpix, dtype=float),
+        "CD/PC/CDELT": matrix,
+    }
+    for name, values in numbers.items():
+        if not np.all(np.isfinite(values)):
+            raise _fail(path, f"invalid WCS: non-finite {name}")
+    scale = float(np.max(np.abs(matrix)))
+    if scale == 0.0 or abs(float(np.linalg.det(matrix))) <= 1e-12 * scale * scale:
+        raise _fail(path, "singular WCS matrix")
+    wcs.pixel_shape = (width, height)
+
+    # The whole transform (SIP and lookup tables included) must invert where it matters.
+    pixels = _round_trip_points(height, width)
+    what = "WCS fails the pixel->sky->pixel round trip"
+    try:
+        world = wcs.all_pix2world(pixels, 0)
+    except Exception as exc:
+        raise _fail(path, f"{what} ({_exc_text(exc)})", exc) from exc
+    if not np.all(np.isfinite(world)):
+        raise _fail(path, f"{what}: no sky position for some image pixels")
+    try:
+        back = wcs.all_world2pix(world, 0, tolerance=1e-4, maxiter=50, quiet=False)
+    except NoConvergence as exc:
+        raise _fail(path, f"{what}: the SIP distortion does not converge", exc) from exc
+    except Exception as exc:
+        raise _fail(path, f"{what} ({_exc_text(exc)})", exc) from exc
+    error = float(np.max(np.abs(np.asarray(back, dtype=float) - pixels)))
+    if not math.isfinite(error) or error > ROUND_TRIP_TOLERANCE_PX:
+        raise _fail(path, f"{what} (error {error:.3g} px)")
+    return wcs
+
+
+def _bayer_pattern(path: Path, header: fits.Header, height: int) -> str | None:
+    """The Bayer pattern applying to the stored array, or None for a mono image."""
+    try:
+        value = header.get("BAYERPAT")
+    except Exception as exc:
+        raise _fail(path, "unparsable BAYERPAT card", exc) from exc
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip().upper()
+    if text in ("", "NONE", "MONO", "MONOCHROME"):
+        return None
+    if text not in BAYER_PATTERNS:
+        raise _fail(
+            path,
+            f"unsupported Bayer pattern {text!r} (expected one of {', '.join(BAYER_PATTERNS)})",
+        )
+    try:
+        x_off = int(float(header.get("XBAYROFF", 0) or 0))
+        y_off = int(float(header.get("YBAYROFF", 0) or 0))
+        row_order = str(header.get("ROWORDER", "") or "").strip().upper()
+    except Exception as exc:
+        raise _fail(path, f"unparsable Bayer offsets ({_exc_text(exc)})", exc) from exc
+    return array_pattern(
+        text, height, x_offset=x_off, y_offset=y_off, bottom_up=row_order == "BOTTOM-UP"
+    )
+
+
+def _is_image_hdu(hdu: object) -> bool:
+    if isinstance(hdu, fits.GroupsHDU):
+        return False
+    return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
+
+
+def _inspect_hdu(
+    path: Path, hdul: fits.HDUList, index: int, size: int, is_gzip: bool
+) -> _Selection:
+    """Header-level checks of one image HDU; raises InputError with the reason."""
+    hdu = hdul[index]
+    header = hdu.header
+    try:
+        naxis = int(header.get("NAXIS", 0))
+        dims = [int(header[f"NAXIS{k}"]) for k in range(1, naxis + 1)]  # FITS order
+    except Exception as exc:
+        raise _fail(path, f"malformed image header ({_exc_text(exc)})", exc) from exc
+    if naxis == 1:
+        raise _fail(path, "1-D data: expected a 2-D image or a 3-D colour cube")
+    if naxis > 3:
+        raise _fail(path, f"{naxis}-D data: expected a 2-D image or a 3-D colour cube")
+    if any(d <= 0 for d in dims):
+        raise _fail(path, f"empty image (axis lengths {dims})")
+    if naxis == 2:
+        layout, planes, width, height, axes = "2d", 1, dims[0], dims[1], [1, 2]
+    elif dims[2] in (1, 3):
+        layout, planes, width, height, axes = "planes_first", dims[2], dims[0], dims[1], [1, 2]
+    elif dims[0] in (1, 3):
+        layout, planes, width, height, axes = "planes_last", dims[0], dims[1], dims[2], [2, 3]
+    else:
+        raise _fail(path, f"3-D image with {dims[2]} planes: expected 1 or 3")
+    _check_data_present(path, hdu, dims, size, is_gzip)
+    wcs = _celestial_wcs(path, hdul, header, axes, height, width)
+    bayer = _bayer_pattern(path, header, height) if planes == 1 else None
+    return _Selection(index, layout, planes, height, width, wcs, bayer)
+
+
+def _select(path: Path, hdul: fits.HDUList, size: int, is_gzip: bool) -> _Selection:
+    """The first HDU holding a usable image with a celestial WCS."""
+    first_error: InputError | None = None
+    index = 0
+    while True:
+        try:
+            hdu = hdul[index]
+        except IndexError:
+            break
+        except Exception as exc:  # a damaged later HDU: stop searching there
+            logger.debug("%s: cannot read HDU %d", path, index, exc_info=exc)
+            if first_error is None:
+                first_error = _fail(path, f"damaged FITS structure ({_exc_text(exc)})")
+            break
+        if _is_image_hdu(hdu) and int(hdu.header.get("NAXIS", 0) or 0) > 0:
+            try:
+                selection = _inspect_hdu(path, hdul, index, size, is_gzip)
+            except InputError as err:
+                logger.debug("%s: HDU %d not usable: %s", path, index, err.reason)
+                if first_error is None:
+                    first_error = err
+            else:
+                if index > 0:
+                    logger.debug("%s: image found in HDU %d", path, index)
+                return selection
+        index += 1
+    if first_error is not None:
+        raise first_error
+    raise _fail(path, "no image data in any HDU (header only?)")
+
+
+def _diagnose_gzip(path: Path) -> str | None:
+    """Why a gzip file cannot be decompressed, or None when the stream is sound."""
+    try:
+        with gzip.open(path, "rb") as gz:
+            while gz.read(1 << 22):
+                pass
+    except EOFError:
+        return "truncated gzip file (the compressed stream ends early)"
+    except (OSError, zlib.error) as exc:
+        return f"corrupt gzip file ({_exc_text(exc)})"
+    return None
+
+
+@contextmanager
+def _open_fits(path: Path, is_gzip: bool) -> Iterator[fits.HDUList]:
+    """Open read-only, unmapped, HDUs loaded lazily."""
+    try:
+        hdul = fits.open(
+            path, mode="readonly", memmap=False, lazy_load_hdus=True, ignore_missing_simple=False
+        )
+    except InputError:
+        raise
+    except Exception as exc:
+        reason = f"unreadable FITS file ({_exc_text(exc)})"
+        if is_gzip:
+            reason = _diagnose_gzip(path) or f"corrupt gzip file ({_exc_text(exc)})"
+        raise _fail(path, reason, exc) from exc
+    try:
+        yield hdul
+    finally:
+        hdul.close()
+
+
+def _read_pixels(path: Path, hdu: fits.hdu.base._BaseHDU, selection: _Selection) -> np.ndarray:
+    """The HDU's data as a fresh float32 ``(C, H, W)`` C-contiguous array, non-finite -> NaN."""
+    try:
+        data = hdu.data
+    except Exception as exc:
+        raise _fail(path, f"cannot read the pixel data ({_exc_text(exc)})", exc) from exc
+    if data is None:
+        raise _fail(path, "header only: no pixel data")
+    raw = np.asarray(data)
+    header = hdu.header
+    blank_mask = None
+    if (
+        raw.dtype.kind in "iu"
+        and "BLANK" in header
+        and not isinstance(hdu, fits.CompImageHDU)
+        and int(header.get("BITPIX", 0)) > 0
+    ):
+        # astropy leaves BLANK values in place when the data stay integers (e.g. uint16
+        # via BZERO = 32768); the physical value of BLANK marks "no data".
+        blank = int(header["BLANK"]) * float(header.get("BSCALE", 1)) + float(
+            header.get("BZERO", 0)
+        )
+        blank_mask = raw == blank
+    # np.array always copies: native byte order float32, never a view on the file.
+    pixels = np.array(raw, dtype=np.float32, order="C", copy=True)
+    del data, raw
+    if blank_mask is not None and blank_mask.any():
+        pixels[blank_mask] = np.nan
+    if selection.layout == "2d":
+        pixels = pixels[np.newaxis]
+    elif selection.layout == "planes_last":
+        pixels = np.ascontiguousarray(np.moveaxis(pixels, -1, 0))
+    expected = (selection.n_planes, selection.height, selection.width)
+    if pixels.shape != expected:
+        raise _fail(path, f"pixel data of shape {pixels.shape} do not match the header {expected}")
+    finite = np.isfinite(pixels)
+    if not finite.all():
+        if not finite.any():
+            raise _fail(path, "no finite pixels (all NaN or infinite)")
+        pixels[~finite] = np.nan  # inf is "no data" too
+    return pixels
+
+
+def _load_tile(path: Path) -> Tile:
+    size, is_gzip = _check_file(path)
+    with _quiet_astropy(path), _open_fits(path, is_gzip) as hdul:
+        selection = _select(path, hdul, size, is_gzip)
+        pixels = _read_pixels(path, hdul[selection.index], selection)
+    if selection.bayer is not None:
+        pixels = debayer_bilinear(pixels[0], selection.bayer)
+        logger.debug("%s: raw Bayer frame debayered (%s as stored)", path, selection.bayer)
+    logger.debug(
+        "%s: loaded HDU %d, %d x %d x %d",
+        path,
+        selection.index,
+        pixels.shape[0],
+        pixels.shape[1],
+        pixels.shape[2],
+    )
+    return Tile(data=pixels, wcs=selection.wcs, path=path)
+
+
+def load_tile(path: str | Path) -> Tile:
+    """Read one input file as a tile.
+
+    Parameters
+    ----------
+    path : path-like
+        A FITS file (``.fz`` tile-compressed and ``.gz`` files included). The first HDU
+        holding a 2-D image or a 3-D colour cube with a celestial WCS is used.
+
+    Returns
+    -------
+    Tile
+        ``data`` float32 ``(C, H, W)`` C-contiguous, a fresh array (C = 1, or 3 for a
+        colour cube or a debayered raw frame), NaN for no data (inf included); the 2-D
+        celestial WCS (SIP kept).
+
+    Raises
+    ------
+    InputError
+        When the file cannot be used; ``reason`` says why in words (the traceback, if
+        any, is logged at DEBUG).
+    """
+    p = Path(path)
+    try:
+        return _load_tile(p)
+    except InputError:
+        raise
+    except MemoryError as exc:
+        raise _fail(p, "not enough memory to read it", exc) from exc
+    except Exception as exc:
+        raise _fail(p, f"unreadable FITS file ({_exc_text(exc)})", exc) from exc
+
+
+def probe_input(path: str | Path) -> InputProbe:
+    """Check one input from its headers only (fast: pixel data are not read).
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+
+    Returns
+    -------
+    InputProbe
+        ``ok`` with channel count and tile shape, or not ``ok`` with the reason.
+    """
+    p = Path(path)
+    try:
+        size_bytes = int(p.stat().st_size)
+    except OSError:
+        size_bytes = 0
+    try:
+        size, is_gzip = _check_file(p)
+        with _quiet_astropy(p), _open_fits(p, is_gzip) as hdul:
+            selection = _select(p, hdul, size, is_gzip)
+    except InputError as err:
+        return InputProbe(p, False, err.reason, None, None, size_bytes)
+    except Exception as exc:
+        err = _fail(p, f"unreadable FITS file ({_exc_text(exc)})", exc)
+        return InputProbe(p, False, err.reason, None, None, size_bytes)
+    channels = selection.n_channels
+    shape = (channels, selection.height, selection.width)
+    return InputProbe(p, True, None, channels, shape, size_bytes)
+
+
+def _channel_word(n_channels: int) -> str:
+    return "mono" if n_channels == 1 else f"{n_channels}-channel"
+
+
+def load_tiles(
+    paths: Sequence[str | Path],
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> LoadResult:
+    """Read every input, skipping the unusable ones.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        The input files (see `discover_inputs`).
+    progress : callable, optional
+        Called as ``progress("load", done, total)``.
+    cancel : CancelToken, optional
+        Checked before each file.
+
+    Returns
+    -------
+    LoadResult
+        The usable tiles and the skipped files. Each skipped file is logged once at
+        WARNING as ``"<path>: skipped: <reason>"``. All tiles share one channel count:
+        the majority wins (a tie goes to 3 channels), the others are skipped.
+
+    Raises
+    ------
+    NoUsableInputError
+        When no file is usable.
+    BuildCancelled
+        When ``cancel`` is set.
+    """
+    items = list(paths)
+    total = len(items)
+    loaded: list[Tile] = []
+    skipped: list[InputError] = []
+
+    def skip(err: InputError) -> None:
+        skipped.append(err)
+        logger.warning("%s: skipped: %s", err.path, err.reason)
+
+    report(progress, "load", 0, total)
+    for done, item in enumerate(items, start=1):
+        check_cancel(cancel)
+        try:
+            loaded.append(load_tile(item))
+        except InputError as err:
+            skip(err)
+        report(progress, "load", done, total)
+    check_cancel(cancel)
+
+    tiles: list[Tile] = []
+    if loaded:
+        counts = Counter(tile.n_channels for tile in loaded)
+        keep = max(counts, key=lambda c: (counts[c], c))  # majority; a tie goes to 3
+        for tile in loaded:
+            if tile.n_channels == keep:
+                tiles.append(tile)
+            else:
+                word, among = _channel_word(tile.n_channels), _channel_word(keep)
+                skip(InputError(tile.path, f"{word} image among {among} tiles"))
+    if not tiles:
+        raise NoUsableInputError(f"no usable input among {total} file(s)")
+    logger.info(
+        "loaded %d tile(s) with %d channel(s); %d file(s) skipped",
+        len(tiles),
+        tiles[0].n_channels,
+        len(skipped),
+    )
+    return LoadResult(tiles=tiles, skipped=skipped)
