@@ -58,7 +58,7 @@ def _messages(records, level=None):
     return [r.getMessage() for r in records if level is None or r.levelno == level]
 
 
-@pytest.mark.parametrize("fail", ["1:0", "2:1", "2:2", "1"])
+@pytest.mark.parametrize("fail", ["1:0", "1:1", "1:2", "2:0", "2:1", "2:2", "1"])
 def test_a_gpu_failure_reruns_every_channel_on_the_cpu(
     fail, tile_dir, tmp_path, caplog, monkeypatch, cpu_reference
 ):
