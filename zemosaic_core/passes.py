@@ -149,30 +149,19 @@ class BackendSession:
     ) -> np.ndarray:
         """Two-pass gains, resampled by pass 1's backend; a GPU failure here counts as
         the two-pass's failure (one WARNING), and the CPU takes over."""
+
+        def gains_on(backend: Backend) -> np.ndarray:
+            return compute_gains(
+                backend, tiles, plan, first.image, first.coverage[0], spec,
+                cancel=cancel, progress=progress,
+            )  # fmt: skip
+
         if first.backend == "gpu" and not self.gpu_failed and self._gpu is not None:
             try:
-                return compute_gains(
-                    self._gpu,
-                    tiles,
-                    plan,
-                    first.image,
-                    first.coverage[0],
-                    spec,
-                    cancel=cancel,
-                    progress=progress,
-                )
+                return gains_on(self._gpu)
             except BackendError as exc:
                 self._gpu_failed_in("[TwoPass]", exc)
-        return compute_gains(
-            self.cpu,
-            tiles,
-            plan,
-            first.image,
-            first.coverage[0],
-            spec,
-            cancel=cancel,
-            progress=progress,
-        )
+        return gains_on(self.cpu)
 
     def _gpu_failed_in(self, label: str, exc: BackendError) -> None:
         self.gpu_failed = True
