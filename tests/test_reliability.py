@@ -129,3 +129,23 @@ def test_cancel_at_any_point_leaves_nothing_behind(small_dir, tmp_path_factory, 
     # The API is still usable afterwards.
     result = build_mosaic([small_dir], BuildConfig(output=None, backend="cpu"))
     assert np.isfinite(result.image).any()
+
+
+def test_tiny_memory_budget_spills_to_scratch_and_cleans_up(small_dir, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    seen: list[list[str]] = []
+
+    def watch(phase, done, total):
+        seen.append(sorted(p.name for p in scratch.iterdir()))
+
+    spilled = build_mosaic(
+        [small_dir],
+        BuildConfig(output=None, backend="cpu", max_memory=64 * 1024, scratch=scratch),
+        progress=watch,
+    )
+    assert any(names and names[0].startswith(SCRATCH_PREFIX) for names in seen)
+    assert list(scratch.iterdir()) == []
+    reference = build_mosaic([small_dir], BuildConfig(output=None, backend="cpu"))
+    np.testing.assert_allclose(spilled.image, reference.image, rtol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(spilled.coverage, reference.coverage)

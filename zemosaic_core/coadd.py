@@ -9,7 +9,7 @@ propagates (see :mod:`zemosaic_core.passes` for the single-backend invariant).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,7 @@ def coadd_pass(
     batch_size: int = 0,
     cancel: CancelToken | None = None,
     progress: ProgressCallback | None = None,
+    allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty,
 ) -> CoaddResult:
     """Coadd every channel of ``tiles`` onto ``plan`` with one backend.
 
@@ -83,6 +84,10 @@ def coadd_pass(
         channel, samples are always accumulated in tile order.
     cancel : CancelToken, optional
     progress : callable, optional
+    allocate : callable, optional
+        ``allocate(shape, dtype)`` for the full-size result when the output is processed
+        in several row chunks (e.g. :meth:`ScratchSpace.allocate`, which spills to
+        memory-mapped files beyond its budget). Every element gets written.
 
     Returns
     -------
@@ -100,8 +105,8 @@ def coadd_pass(
     # With a single chunk the reducer's own arrays become the result (no extra copy).
     image = coverage = None
     if len(chunks) > 1:
-        image = np.full((n_channels, height, width), np.nan, dtype=np.float32)
-        coverage = np.zeros((n_channels, height, width), dtype=np.float32)
+        image = allocate((n_channels, height, width), np.float32)
+        coverage = allocate((n_channels, height, width), np.float32)
     total = sum(
         1 for y0, y1 in chunks for box in plan.bboxes if box.overlaps(BoundingBox(y0, y1, 0, width))
     )

@@ -118,6 +118,8 @@ class BackendSession:
             cancel=cancel,
             progress=progress,
         )
+        if self.scratch is not None:
+            kwargs["allocate"] = self.scratch.allocate
         result: CoaddResult | None = None
         if self.gpu_failed:
             logger.info(

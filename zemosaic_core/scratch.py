@@ -43,12 +43,21 @@ class ScratchSpace:
         """The private folder of spilled files, once one was needed."""
         return self._folder
 
+    def try_ram(
+        self, shape: tuple[int, ...], dtype: np.dtype | type = np.float32
+    ) -> np.ndarray | None:
+        """An uninitialised array in RAM if the budget still allows it, else ``None``."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if self.ram_used + nbytes > self.ram_budget:
+            return None
+        self.ram_used += nbytes
+        return np.empty(shape, dtype=dtype)
+
     def allocate(self, shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
         """An uninitialised array: in RAM while the budget allows, else a memmap file."""
-        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if self.ram_used + nbytes <= self.ram_budget:
-            self.ram_used += nbytes
-            return np.empty(shape, dtype=dtype)
+        in_ram = self.try_ram(shape, dtype)
+        if in_ram is not None:
+            return in_ram
         if self._folder is None:
             parent = self.directory if self.directory is not None else None
             self._folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))

@@ -35,17 +35,17 @@ def _copy_shifted(cube: np.ndarray, offset: tuple[int, int], out: np.ndarray) ->
 class CpuBackend:
     """Resampling with astropy reproject on the CPU.
 
-    Resampled tiles are kept for the whole build (in ``scratch`` when one is given, so
-    they spill to disk beyond its budget): the two-pass gains and pass 2 reuse them, as
-    resampling is linear and pass 2 only scales each tile. Every tile's WCS transform
-    thus runs once per build, not once per pass and channel.
+    Resampled tiles are kept for the whole build while ``scratch``'s RAM budget allows:
+    the two-pass gains and pass 2 reuse them, as resampling is linear and pass 2 only
+    scales each tile. Every tile's WCS transform thus runs once per build, not once per
+    pass and channel; beyond the budget, tiles are resampled again instead.
 
     Parameters
     ----------
     memory_budget : int, optional
         Bytes for accumulators and stacks of one chunk (default: half of the RAM).
     scratch : ScratchSpace, optional
-        Where the resampled tiles live; ``None`` keeps nothing between calls.
+        Accounts the RAM of kept tiles; ``None`` keeps nothing between calls.
     """
 
     name = "cpu"
@@ -75,7 +75,10 @@ class CpuBackend:
             weight = np.nan_to_num(tile.weight_map, nan=0.0).astype(np.float32)
             cube = np.concatenate([cube, weight[None]], axis=0)
         shape = (cube.shape[0], *region.shape)
-        out = self._scratch.allocate(shape) if self._scratch else np.empty(shape, np.float32)
+        # Kept for later passes only while the scratch RAM budget allows: re-resampling
+        # beyond it costs time, but memory stays bounded on any number of tiles.
+        kept = self._scratch.try_ram(shape) if self._scratch is not None else None
+        out = kept if kept is not None else np.empty(shape, dtype=np.float32)
         offset = grid_offset(tile.wcs, plan.sub_wcs(region))
         if offset is not None:
             _copy_shifted(cube, offset, out)
@@ -91,7 +94,7 @@ class CpuBackend:
                 return_footprint=False,
                 roundtrip_coords=False,
             )
-        if self._scratch is not None:
+        if kept is not None:
             self._cache[key] = out
         return PreparedTile(tile_index=tile_index, region=region, state=(out, tile))
 
