@@ -203,7 +203,9 @@ def _cmd_run_demo(args: argparse.Namespace) -> int:
             from zemosaic_gui.app import main as gui_main
         except ImportError as exc:  # the GUI package is optional for the core
             raise ZeMosaicError(f"the desktop app is not available: {exc}") from None
-        return int(gui_main(["--demo", str(args.demo_dir)]) or 0)
+        return int(
+            gui_main(["--demo", str(args.demo_dir), "--output-dir", str(args.output_dir)]) or 0
+        )
     from .pipeline import build_mosaic
 
     if not args.headless:

@@ -1,0 +1,177 @@
+"""Bridge from Python ``logging`` to Qt: a handler that emits a signal per record.
+
+The core logs from the worker thread; widgets live in the GUI thread. The handler owns a
+small ``QObject`` (created in the GUI thread) whose signal is emitted from whatever thread
+logs. Qt's automatic connection sees that the receiver lives in another thread and
+queues the call, so the record reaches the log pane on the GUI thread, never on the
+worker's.
+
+The log-level dropdown sets one level on the ``zemosaic_core`` and ``zemosaic_gui``
+loggers *and* on this handler (DESIGN §6) through :func:`apply_log_level`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from PySide6.QtCore import QObject, Signal
+
+#: Loggers whose level the GUI controls (DESIGN §6).
+CONTROLLED_LOGGERS: tuple[str, ...] = ("zemosaic_core", "zemosaic_gui")
+
+#: Level names offered by the dropdown, most verbose first.
+LEVEL_NAMES: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class LogRecordEmitter(QObject):
+    """Carries formatted records from any thread to the GUI thread.
+
+    Signals
+    -------
+    record_logged(int, str, str, float)
+        Level number, short logger name, message text (with the exception, if any) and
+        the record's creation time (seconds since the epoch).
+    """
+
+    record_logged = Signal(int, str, str, float)
+
+
+class QtLogHandler(logging.Handler):
+    """A `logging.Handler` that turns records into a queued Qt signal.
+
+    Parameters
+    ----------
+    level : int, optional
+        Initial level of the handler.
+
+    Notes
+    -----
+    Create it in the GUI thread: its emitter then lives there, and emissions from the
+    worker thread are delivered through Qt's event queue (thread-safe).
+    """
+
+    def __init__(self, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self.emitter = LogRecordEmitter()
+        self.record_logged = self.emitter.record_logged
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format ``record`` and emit it as a signal (never raises into the caller)."""
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                formatter = self.formatter or logging.Formatter()
+                message = f"{message}\n{formatter.formatException(record.exc_info)}"
+            name = short_logger_name(record.name)
+            self.emitter.record_logged.emit(record.levelno, name, message, record.created)
+        except RuntimeError:
+            # The emitter's C++ object is gone (window closed): stop listening.
+            detach_handler(self)
+        except Exception:  # pragma: no cover - logging must never break a build
+            self.handleError(record)
+
+
+def short_logger_name(name: str) -> str:
+    """Drop the package prefix from a logger name for display.
+
+    Parameters
+    ----------
+    name : str
+        A logger name such as ``"zemosaic_core.coadd"``.
+
+    Returns
+    -------
+    str
+        ``"coadd"`` for ``zemosaic_core.coadd``, ``"main_window"`` for
+        ``zemosaic_gui.main_window``, else ``name``.
+    """
+    if name.startswith("zemosaic_core."):
+        return name[len("zemosaic_core.") :]
+    if name.startswith("zemosaic_gui."):
+        return name[len("zemosaic_gui.") :]
+    if name == "zemosaic_gui":
+        return "gui"
+    if name == "zemosaic_core":
+        return "core"
+    return name
+
+
+def level_number(level: int | str) -> int:
+    """Return the numeric level of a level name or number.
+
+    Parameters
+    ----------
+    level : int or str
+        ``"DEBUG"``, ``"info"``, ``logging.WARNING``...
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        For an unknown level name.
+    """
+    if isinstance(level, int):
+        return level
+    value = logging.getLevelName(str(level).upper())
+    if not isinstance(value, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return value
+
+
+def apply_log_level(
+    level: int | str,
+    handlers: Iterable[logging.Handler] = (),
+    loggers: Iterable[str] = CONTROLLED_LOGGERS,
+) -> int:
+    """Set one level on the controlled loggers and on the handlers that show them.
+
+    Parameters
+    ----------
+    level : int or str
+        The new level.
+    handlers : iterable of logging.Handler
+        Handlers whose level follows (the log pane's handler).
+    loggers : iterable of str
+        Logger names to set (default: ``zemosaic_core`` and ``zemosaic_gui``).
+
+    Returns
+    -------
+    int
+        The numeric level applied.
+
+    Notes
+    -----
+    Safe during a build: `logging.Logger.setLevel` takes the logging lock and clears
+    the level caches, so the worker's next ``logger.debug`` call sees the new level.
+    """
+    number = level_number(level)
+    for name in loggers:
+        logging.getLogger(name).setLevel(number)
+    for handler in handlers:
+        handler.setLevel(number)
+    return number
+
+
+def attach_handler(handler: logging.Handler, loggers: Iterable[str] = CONTROLLED_LOGGERS) -> None:
+    """Add ``handler`` to the controlled loggers (once each)."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
+
+
+def detach_handler(handler: logging.Handler, loggers: Iterable[str] = CONTROLLED_LOGGERS) -> None:
+    """Remove ``handler`` from the controlled loggers (no error when absent)."""
+    for name in loggers:
+        logging.getLogger(name).removeHandler(handler)
+
+
+def format_time(created: float) -> str:
+    """Format a record's creation time as ``HH:MM:SS.mmm`` (local time)."""
+    seconds = time.strftime("%H:%M:%S", time.localtime(created))
+    return f"{seconds}.{int((created % 1) * 1000):03d}"

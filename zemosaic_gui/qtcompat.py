@@ -1,0 +1,51 @@
+"""Checks that the installed Qt for Python release can run the app.
+
+PySide6 6.12.0 drops a reference of ``True`` on every ``Signal.emit()`` and of ``None``
+on every Python override or slot Qt calls. On Python < 3.12, where those objects are
+not immortal, the interpreter aborts after a few hundred calls ("Fatal Python error:
+bool_dealloc" / "none_dealloc"): the window would crash within seconds. The check
+measures the leak instead of trusting version numbers, so a fixed build passes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6 import __version__ as PYSIDE_VERSION
+from PySide6.QtCore import QObject, Signal
+
+#: What to install instead of a broken release.
+REMEDY = "pip install 'PySide6-Essentials>=6.6,<6.12'"
+
+
+class _Probe(QObject):
+    ping = Signal()
+
+
+def binding_problem(trials: int = 8) -> str | None:
+    """Describe a reference-counting bug of the running PySide6, or None when sound.
+
+    Parameters
+    ----------
+    trials : int
+        Emissions measured (each steals one reference when the bug is present).
+
+    Returns
+    -------
+    str or None
+        A one-paragraph explanation with the remedy.
+    """
+    probe = _Probe()
+    before = sys.getrefcount(True)
+    results = [probe.ping.emit() for _ in range(trials)]
+    # Hold the results while measuring: only a reference the binding failed to take
+    # shows up as a loss.
+    lost = before - sys.getrefcount(True) + sum(1 for r in results if r is True)
+    del results
+    if lost < trials // 2:
+        return None
+    return (
+        f"PySide6 {PYSIDE_VERSION} has a reference-counting bug on Python "
+        f"{sys.version_info.major}.{sys.version_info.minor} that makes the app crash "
+        f"('Fatal Python error: bool_dealloc'). Install a sound release: {REMEDY}"
+    )
