@@ -17,7 +17,7 @@ import numpy as np
 from .backends.base import Backend
 from .cancel import CancelToken, check_cancel
 from .config import CombineSpec
-from .coverage import mean_from_sums, sanitize_coverage
+from .coverage import compact_coverage, mean_from_sums, sanitize_coverage
 from .planning import BoundingBox, MosaicPlan
 from .progress import ProgressCallback, report
 from .result import CoaddResult
@@ -92,7 +92,8 @@ def coadd_pass(
     Returns
     -------
     CoaddResult
-        ``image`` and ``coverage`` as (C, H, W) float32 NumPy arrays.
+        ``image`` and ``coverage`` as (C, H, W) float32 NumPy arrays; ``coverage`` is a
+        read-only broadcast of one plane when all channels share it.
     """
     n_channels = tiles[0].n_channels
     height, width = plan.shape
@@ -103,10 +104,11 @@ def coadd_pass(
     chunks = _row_chunks(height, rows)
 
     # With a single chunk the reducer's own arrays become the result (no extra copy).
-    image = coverage = None
+    # Coverage is kept as one plane while every channel agrees (see compact_coverage).
+    image = coverage_plane = coverage = None
     if len(chunks) > 1:
         image = allocate((n_channels, height, width), np.float32)
-        coverage = allocate((n_channels, height, width), np.float32)
+        coverage_plane = allocate((height, width), np.float32)
     total = sum(
         1 for y0, y1 in chunks for box in plan.bboxes if box.overlaps(BoundingBox(y0, y1, 0, width))
     )
@@ -158,12 +160,21 @@ def coadd_pass(
             report(progress, phase, done, total)
         chunk_image, chunk_cov = reducer.result()
         del reducer
+        chunk_cov = compact_coverage(backend.to_host(chunk_cov))
         if image is None:
-            image, coverage = backend.to_host(chunk_image), backend.to_host(chunk_cov)
+            image, coverage = backend.to_host(chunk_image), chunk_cov
         else:
             image[:, y0:y1] = backend.to_host(chunk_image)
-            coverage[:, y0:y1] = backend.to_host(chunk_cov)
+            if coverage is None and chunk_cov.strides[0] == 0:
+                coverage_plane[y0:y1] = chunk_cov[0]
+            else:
+                if coverage is None:  # first chunk whose channels differ: go 3-D
+                    coverage = allocate((n_channels, height, width), np.float32)
+                    coverage[:, :y0] = coverage_plane[None, :y0]
+                coverage[:, y0:y1] = chunk_cov
         del chunk_image, chunk_cov
+    if coverage is None:
+        coverage = np.broadcast_to(coverage_plane, (n_channels, height, width))
 
     return CoaddResult(image=image, coverage=coverage, backend=backend.name)
 

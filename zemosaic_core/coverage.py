@@ -61,3 +61,23 @@ def format_cov_stats(coverage: np.ndarray) -> str:
     """The ``cov_stats(min=..., max=...)`` fragment of the DESIGN §6 log lines."""
     lo, hi = coverage_range(coverage)
     return f"cov_stats(min={lo:.3f}, max={hi:.3f})"
+
+
+def compact_coverage(coverage: np.ndarray) -> np.ndarray:
+    """Keep one plane when every channel's coverage is the same (the usual case).
+
+    Returns a read-only ``(C, H, W)`` broadcast view of a single ``(H, W)`` plane, so
+    callers index it as before, or ``coverage`` itself when the channels differ.
+    """
+    if coverage.shape[0] > 1 and all(
+        np.array_equal(coverage[0], coverage[c]) for c in range(1, coverage.shape[0])
+    ):
+        return np.broadcast_to(np.array(coverage[0]), coverage.shape)
+    return coverage
+
+
+def covered_mask(coverage: np.ndarray) -> np.ndarray:
+    """``(H, W)`` mask of pixels covered in any channel."""
+    if coverage.strides[0] == 0:  # a compact coverage: one plane for all channels
+        return coverage[0] > 0
+    return np.any(coverage > 0, axis=0)

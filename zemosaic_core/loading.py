@@ -34,7 +34,7 @@ from .cancel import CancelToken, check_cancel
 from .debayer import BAYER_PATTERNS, array_pattern, debayer_bilinear
 from .errors import InputError, NoUsableInputError
 from .progress import ProgressCallback, report
-from .tile import Tile
+from .tile import LazyTile, Tile
 
 logger = logging.getLogger(__name__)
 
@@ -689,11 +689,25 @@ def _channel_word(n_channels: int) -> str:
     return "mono" if n_channels == 1 else f"{n_channels}-channel"
 
 
+def _lazy(tile: Tile) -> LazyTile:
+    path = tile.path
+    return LazyTile(
+        path=path,
+        wcs=tile.wcs,
+        shape=tile.shape,
+        n_channels=tile.n_channels,
+        reader=lambda: load_tile(path).data,
+        weight_map=tile.weight_map,
+        tile_weight=tile.tile_weight,
+    )
+
+
 def load_tiles(
     paths: Sequence[str | Path],
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    memory_budget: int | None = None,
 ) -> LoadResult:
     """Read every input, skipping the unusable ones.
 
@@ -705,6 +719,11 @@ def load_tiles(
         Called as ``progress("load", done, total)``.
     cancel : CancelToken, optional
         Checked before each file.
+    memory_budget : int, optional
+        Bytes of pixels kept in memory; the tiles beyond it become
+        :class:`~zemosaic_core.tile.LazyTile` objects that read their file again when
+        their pixels are needed (every file is still read once here, to check it).
+        ``None`` keeps every tile in memory.
 
     Returns
     -------
@@ -722,7 +741,7 @@ def load_tiles(
     """
     items = list(paths)
     total = len(items)
-    loaded: list[Tile] = []
+    loaded: list[Tile | LazyTile] = []
     skipped: list[InputError] = []
 
     def skip(err: InputError) -> None:
@@ -730,12 +749,18 @@ def load_tiles(
         logger.warning("%s: skipped: %s", err.path, err.reason)
 
     report(progress, "load", 0, total)
+    held = 0
     for done, item in enumerate(items, start=1):
         check_cancel(cancel)
         try:
-            loaded.append(load_tile(item))
+            tile = load_tile(item)
         except InputError as err:
             skip(err)
+        else:
+            held += tile.data.nbytes
+            if memory_budget is not None and held > memory_budget:
+                tile = _lazy(tile)
+            loaded.append(tile)
         report(progress, "load", done, total)
     check_cancel(cancel)
 

@@ -20,6 +20,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from .coverage import covered_mask
 from .errors import UsageError, ZeMosaicError
 from .result import BuildResult
 from .stretch import StretchMode, stretch_rgb
@@ -81,6 +82,8 @@ def _write_with(path: str | Path, writer: Callable[[BinaryIO], None]) -> Path:
 
 def coverage_for_output(coverage: np.ndarray) -> np.ndarray:
     """``(H, W)`` when every channel's coverage is identical, else ``(C, H, W)``."""
+    if coverage.ndim == 3 and coverage.strides[0] == 0:
+        return coverage[0]
     if coverage.ndim == 3 and all(
         np.array_equal(coverage[0], coverage[c]) for c in range(1, coverage.shape[0])
     ):
@@ -154,7 +157,7 @@ def crop_to_coverage(
 
     Returns views of ``image`` and ``coverage``.
     """
-    covered = np.any(coverage > 0, axis=0)
+    covered = covered_mask(coverage)
     rows = np.flatnonzero(covered.any(axis=1))
     cols = np.flatnonzero(covered.any(axis=0))
     if rows.size == 0:

@@ -78,7 +78,9 @@ def build_mosaic(
     paths = discover_inputs(inputs)
     if not paths:
         raise NoUsableInputError("no FITS files found in the given inputs")
-    loaded = load_tiles(paths, progress=progress, cancel=cancel)
+    budget = config.max_memory or default_budget()
+    # Pixels beyond a quarter of the budget stay on disk and are read when needed.
+    loaded = load_tiles(paths, progress=progress, cancel=cancel, memory_budget=budget // 4)
 
     check_cancel(cancel)
     report(progress, "plan", 0, 1)
@@ -94,10 +96,10 @@ def build_mosaic(
     ]
 
     check_cancel(cancel)
-    matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
-    tiles = matched.tiles
+    skipped = [*loaded.skipped, *excluded]
+    del loaded  # the matched tiles replace the loaded ones: do not hold both
+    tiles = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress).tiles
 
-    budget = config.max_memory or default_budget()
     scratch_dir = config.scratch or (config.output.parent if config.output else None)
     # Half of the budget holds the resampled tiles reused by the two-pass; the rest is
     # for the chunk accumulators. Beyond it, tiles spill to memory-mapped scratch files.
@@ -150,7 +152,7 @@ def build_mosaic(
         gpu_all=session.gpu_all,
         two_pass=config.two_pass.enabled,
         tile_paths=[t.path for t in tiles],
-        skipped=[*loaded.skipped, *excluded],
+        skipped=skipped,
         gains=gains,
     )
     check_cancel(cancel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,3 +51,65 @@ class Tile:
     def with_data(self, data: np.ndarray) -> Tile:
         """A copy of this tile holding ``data`` instead (same WCS, weights and path)."""
         return dataclasses.replace(self, data=data)
+
+    def corrected(self, gain: float, offsets: np.ndarray) -> Tile:
+        """``gain * data + offsets[c]`` per channel, as a new tile (photometric matching)."""
+        offsets = np.asarray(offsets, dtype=np.float32).reshape(-1, 1, 1)
+        return self.with_data((self.data * np.float32(gain) + offsets).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class LazyTile:
+    """A tile whose pixels stay on disk and are read each time ``data`` is asked for.
+
+    Used when the inputs of a build would not fit its memory budget: only the WCS and
+    the shape are held, so memory does not grow with the number of tiles. Behaves like
+    a :class:`Tile` for every reader of ``data`` (each access returns a fresh array).
+
+    Attributes
+    ----------
+    path, wcs, weight_map, tile_weight
+        As for :class:`Tile`.
+    shape : (int, int)
+        ``(H, W)`` of the image plane.
+    n_channels : int
+    reader : callable
+        Returns the tile's pixels, float32 ``(C, H, W)``, as a fresh array.
+    gain, offsets
+        Photometric correction applied on read: ``gain * pixels + offsets[c]``.
+    """
+
+    path: Path
+    wcs: WCS
+    shape: tuple[int, int]
+    n_channels: int
+    reader: Callable[[], np.ndarray]
+    weight_map: np.ndarray | None = None
+    tile_weight: float = 1.0
+    gain: float = 1.0
+    offsets: tuple[float, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def data(self) -> np.ndarray:
+        pixels = self.reader()
+        if self.gain != 1.0:
+            pixels *= np.float32(self.gain)
+        if self.offsets is not None:
+            pixels += np.asarray(self.offsets, dtype=np.float32).reshape(-1, 1, 1)
+        return pixels
+
+    def with_data(self, data: np.ndarray) -> Tile:
+        """An in-memory :class:`Tile` holding ``data``."""
+        return Tile(data, self.wcs, self.path, self.weight_map, self.tile_weight)
+
+    def corrected(self, gain: float, offsets: np.ndarray) -> LazyTile:
+        """The same lazy tile with a correction composed on top of this one's."""
+        previous = np.zeros(self.n_channels) if self.offsets is None else np.asarray(self.offsets)
+        combined = gain * previous + np.asarray(offsets, dtype=np.float64).reshape(-1)
+        return dataclasses.replace(
+            self, gain=float(gain * self.gain), offsets=tuple(float(o) for o in combined)
+        )

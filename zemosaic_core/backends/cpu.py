@@ -56,7 +56,7 @@ class CpuBackend:
     ) -> None:
         self._budget = int(memory_budget) if memory_budget else default_budget()
         self._scratch = scratch
-        self._cache: dict[tuple[int, int, BoundingBox], np.ndarray] = {}
+        self._cache: dict[tuple[int, int, BoundingBox], tuple[np.ndarray, Tile]] = {}
 
     def begin_pass(self, pass_index: int) -> None:
         """Nothing to set up on the CPU."""
@@ -65,10 +65,10 @@ class CpuBackend:
         self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> PreparedTile:
         """Reproject every channel (and the weight map) of ``tile`` onto ``region``."""
-        key = (id(tile.data), tile_index, region)
+        key = (id(tile), tile_index, region)
         cached = self._cache.get(key)
-        if cached is not None:
-            return PreparedTile(tile_index=tile_index, region=region, state=(cached, tile))
+        if cached is not None and cached[1] is tile:
+            return PreparedTile(tile_index=tile_index, region=region, state=cached)
         cube = tile.data
         if tile.weight_map is not None:
             # NaN weights mean "no weight" (as reproject_and_coadd treats them).
@@ -95,7 +95,7 @@ class CpuBackend:
                 roundtrip_coords=False,
             )
         if kept is not None:
-            self._cache[key] = out
+            self._cache[key] = (out, tile)  # holding the tile keeps its id from being reused
         return PreparedTile(tile_index=tile_index, region=region, state=(out, tile))
 
     def sample(self, prepared: PreparedTile, channel: int) -> tuple[Any, Any]:
