@@ -116,9 +116,11 @@ class MatchResult:
     Attributes
     ----------
     tiles : list of Tile
-        The corrected tiles, in input order: new `Tile` objects holding new arrays
-        (``gain * data + offset``); a tile left as it is (gain 1, offset 0) is returned
-        as the same object. The caller's arrays are never modified.
+        The corrected tiles, in input order: new tiles holding new arrays
+        (``gain * data + offset``, through the tile's ``corrected`` method when it has
+        one, so that a tile kept on disk applies it on read); a tile left as it is
+        (gain 1, offset 0) is returned as the same object. The caller's arrays are
+        never modified.
     gains : ndarray, shape (N,)
         One gain per tile, shared by all its channels.
     offsets : ndarray, shape (N, C)
