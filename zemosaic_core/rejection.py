@@ -4,8 +4,8 @@ One function, :func:`combine_stack`, written once against an array module ``xp``
 (NumPy or CuPy), so the CPU and the GPU backends share the exact same code path
 (DESIGN §4). It only uses functions that exist with the same semantics in NumPy and
 CuPy (``where``, ``argsort``, ``take_along_axis``, ``cumsum``, ``sum``, ...), never the
-``nan*`` reductions, and never loops over pixels in Python: the only Python loop is
-over clipping iterations.
+``nan*`` reductions, and never loops over pixels in Python: the Python loops run over
+clipping iterations and over the stack depth.
 
 Conventions (shared by every method)
 ------------------------------------
@@ -299,7 +299,7 @@ def _kept_rank_index(xp: Any, rank_cum: Any, rank: Any) -> Any:
 
 def _middle_kept(xp: Any, sv: Any, keep: Any) -> Any:
     """The kept sample of rank ``n // 2`` of each sorted stack (0 where none is kept)."""
-    rank_cum = xp.cumsum(keep, axis=0)
+    rank_cum = xp.cumsum(keep, axis=0, dtype=xp.int64)
     n = rank_cum[-1].copy()  # not a view: rank_cum can then be freed
     return _take(xp, sv, _kept_rank_index(xp, rank_cum, n // 2))
 
@@ -334,7 +334,7 @@ def _winsorized_centre_sigma(
     f32 = xp.float32
     f64 = xp.float64
     wk = xp.where(keep, sw, f32(0))
-    rank_cum = xp.cumsum(keep, axis=0)
+    rank_cum = xp.cumsum(keep, axis=0, dtype=xp.int64)
     n = rank_cum[-1].copy()  # not a view: rank_cum can then be freed
     k_lo = _clamp_count(xp, n, float(limits[0]))
     k_hi = _clamp_count(xp, n, float(limits[1]))
@@ -360,60 +360,89 @@ def _winsorized_centre_sigma(
     denom = total - xp.sum(w * w, axis=0, dtype=f64) / safe_total  # D: same for all sigma
     sum_ws = xp.sum(xp.where(e >= 0, w, -w), axis=0, dtype=f64)  # Σ w sign(e)
 
-    best = xp.zeros(total.shape, dtype=f64)
-    a1 = xp.zeros_like(best)  # Σ w e over the unclamped samples (t <= sigma)
-    a2 = xp.zeros_like(best)  # Σ w e²
-    pw = xp.zeros_like(best)  # Σ w and Σ w sign(e) over the same samples
-    pws = xp.zeros_like(best)
-    lower = xp.zeros_like(best)
+    sigma = xp.zeros(total.shape, dtype=f64)
+    # Walk the intervals from the top (j = depth: nothing clamped) down, carrying the
+    # sums over the j samples of smallest t (the unclamped ones in interval j). The
+    # first interval holding a root holds the largest one, and that pixel is done:
+    # the others are compacted, so most pixels cost one or two intervals.
+    live = denom > 1e-9 * total  # else sigma is 0 (fewer than two weighted samples)
+    cols = xp.arange(live.shape[0])[live]
+    t, e, w = (a[..., live] for a in (t, e, w))
+    total, safe_total, denom, sum_ws = (a[live] for a in (total, safe_total, denom, sum_ws))
+    # Σ w e and Σ w e², accumulated in float64 exactly as they are taken apart below.
+    a1 = xp.zeros(total.shape, dtype=f64)
+    a2 = xp.zeros(total.shape, dtype=f64)
+    for j in range(int(sv.shape[0])):
+        wj, ej = w[j].astype(f64), e[j].astype(f64)
+        a1 = a1 + wj * ej
+        a2 = a2 + wj * ej * ej
+    pw, pws = total, sum_ws  # Σ w, Σ w sign(e)
+    upper = xp.full(total.shape, float("inf"))
     depth = int(sv.shape[0])
-    for j in range(depth + 1):
-        # Interval j: the j samples of smallest t are unclamped, the others clamped.
-        upper = t[j].astype(f64) if j < depth else xp.full(best.shape, float("inf"))
+    for j in range(depth, -1, -1):
+        if int(cols.shape[0]) == 0:
+            break
+        lower = t[j - 1].astype(f64) if j > 0 else xp.zeros_like(upper)
         b1 = k * (sum_ws - pws)
         b2 = k * k * (total - pw)
-        qa = denom / c2 - b2 + b1 * b1 / safe_total
-        qb = 2.0 * a1 * b1 / safe_total
-        qc = a1 * a1 / safe_total - a2
-        best = _best_root(xp, qa, qb, qc, lower, upper, best)
-        if j < depth:
-            wj, ej = w[j].astype(f64), e[j].astype(f64)
-            a1 = a1 + wj * ej
-            a2 = a2 + wj * ej * ej
-            pw = pw + wj
-            pws = pws + xp.where(ej >= 0, wj, -wj)
-            lower = upper
-    sigma = xp.where(denom > 1e-9 * total, best, 0.0)
+        root = _largest_root(
+            xp,
+            denom / c2 - b2 + b1 * b1 / safe_total,
+            2.0 * a1 * b1 / safe_total,
+            a1 * a1 / safe_total - a2,
+            lower,
+            upper,
+        )
+        if j > 0:  # sample j - 1 becomes clamped in the next interval down
+            wj, ej = w[j - 1].astype(f64), e[j - 1].astype(f64)
+            a1 = a1 - wj * ej
+            a2 = a2 - wj * ej * ej
+            pw = pw - wj
+            pws = pws - xp.where(ej >= 0, wj, -wj)
+            upper = lower
+        hit = root > 0
+        if bool(xp.any(hit)):
+            sigma[cols[hit]] = root[hit]
+            rest = ~hit
+            cols = cols[rest]
+            t, e, w = (a[..., rest] for a in (t, e, w))
+            total, safe_total, denom, sum_ws, a1, a2, pw, pws, upper = (
+                a[rest] for a in (total, safe_total, denom, sum_ws, a1, a2, pw, pws, upper)
+            )
     del t, e, w
 
-    s = sigma.astype(f64)
-    low = xp.maximum(q_lo, (median.astype(f64) - k * s).astype(f32))
-    high = xp.minimum(q_hi, (median.astype(f64) + k * s).astype(f32))
+    median64 = median.astype(f64)
+    low = xp.maximum(q_lo, (median64 - k * sigma).astype(f32))
+    high = xp.minimum(q_hi, (median64 + k * sigma).astype(f32))
     clamped = xp.minimum(xp.maximum(sv, low[None]), high[None])
     mean, _ = _weighted_mean(xp, clamped, wk, median)
     return mean.astype(f32), sigma
 
 
-def _best_root(xp: Any, qa: Any, qb: Any, qc: Any, lower: Any, upper: Any, best: Any) -> Any:
-    """``max(best, r)`` over the positive roots ``r`` of ``qa r² + qb r + qc`` in
-    ``[lower, upper]`` (a small relative slack absorbs rounding at the ends)."""
+def _largest_root(xp: Any, qa: Any, qb: Any, qc: Any, lower: Any, upper: Any) -> Any:
+    """Largest positive root of ``qa r² + qb r + qc`` in ``[lower, upper]``, else -1.
+
+    A small relative slack at the interval ends absorbs rounding (a root on a
+    breakpoint belongs to both neighbouring intervals).
+    """
     scale = xp.abs(qa) + xp.abs(qb) + xp.abs(qc)
     linear = xp.abs(qa) <= 1e-12 * scale
     disc = qb * qb - 4.0 * qa * qc
     root_disc = xp.sqrt(xp.where(disc > 0, disc, 0.0))
     # Numerically stable pair: q = -(b + sign(b) sqrt(disc)) / 2, roots q / a and c / q.
     q = -0.5 * (qb + xp.where(qb >= 0, root_disc, -root_disc))
-    safe_a = xp.where(linear, 1.0, qa)
-    safe_q = xp.where(q != 0, q, 1.0)
-    safe_b = xp.where(qb != 0, qb, 1.0)
     quadratic = ~linear & (disc >= 0)
-    r1 = xp.where(quadratic, q / safe_a, xp.where(linear & (qb != 0), -qc / safe_b, -1.0))
-    r2 = xp.where(quadratic & (q != 0), qc / safe_q, -1.0)
+    r1 = xp.where(
+        quadratic,
+        q / xp.where(linear, 1.0, qa),
+        xp.where(linear & (qb != 0), -qc / xp.where(qb != 0, qb, 1.0), -1.0),
+    )
+    r2 = xp.where(quadratic & (q != 0), qc / xp.where(q != 0, q, 1.0), -1.0)
     lo = lower * (1 - 1e-9)
     hi = upper * (1 + 1e-9)
+    best = xp.full(qa.shape, -1.0)
     for r in (r1, r2):
-        ok = (r > 0) & (r >= lo) & (r <= hi)
-        best = xp.where(ok, xp.maximum(best, r), best)
+        best = xp.where((r > 0) & (r >= lo) & (r <= hi), xp.maximum(best, r), best)
     return best
 
 

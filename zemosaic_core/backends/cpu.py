@@ -7,10 +7,14 @@ per tile and region, not once per channel.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+from astropy.wcs import WCS
 from reproject import reproject_interp
 
 from ..coverage import masked_samples
@@ -32,6 +36,20 @@ def _copy_shifted(cube: np.ndarray, offset: tuple[int, int], out: np.ndarray) ->
         out[:, y0:y1, x0:x1] = cube[:, y0 - dy : y1 - dy, x0 - dx : x1 - dx]
 
 
+def _reproject(cube: np.ndarray, tile: Tile, sub_wcs: WCS, out: np.ndarray) -> None:
+    # No round-trip check: it doubles the transform cost and only matters for
+    # projections that wrap, which a mosaic's tile boxes never reach.
+    reproject_interp(
+        (cube, tile.wcs),
+        sub_wcs,
+        shape_out=out.shape,
+        order="bilinear",
+        output_array=out,
+        return_footprint=False,
+        roundtrip_coords=False,
+    )
+
+
 class CpuBackend:
     """Resampling with astropy reproject on the CPU.
 
@@ -46,15 +64,26 @@ class CpuBackend:
         Bytes for accumulators and stacks of one chunk (default: half of the RAM).
     scratch : ScratchSpace, optional
         Accounts the RAM of kept tiles; ``None`` keeps nothing between calls.
+    threads : int, optional
+        Reprojections run at once (default: one per CPU core).
     """
 
     name = "cpu"
     xp: ModuleType = np
 
+    @property
+    def prepare_threads(self) -> int:
+        """How many tiles :meth:`prepare_many` resamples at once."""
+        return self._threads
+
     def __init__(
-        self, memory_budget: int | None = None, scratch: ScratchSpace | None = None
+        self,
+        memory_budget: int | None = None,
+        scratch: ScratchSpace | None = None,
+        threads: int | None = None,
     ) -> None:
         self._budget = int(memory_budget) if memory_budget else default_budget()
+        self._threads = threads or os.cpu_count() or 1
         self._scratch = scratch
         self._cache: dict[tuple[int, int, BoundingBox], tuple[np.ndarray, Tile]] = {}
 
@@ -65,38 +94,52 @@ class CpuBackend:
         self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> PreparedTile:
         """Reproject every channel (and the weight map) of ``tile`` onto ``region``."""
-        key = (id(tile), tile_index, region)
-        cached = self._cache.get(key)
-        if cached is not None and cached[1] is tile:
-            return PreparedTile(tile_index=tile_index, region=region, state=cached)
-        cube = tile.data
-        if tile.weight_map is not None:
-            # NaN weights mean "no weight" (as reproject_and_coadd treats them).
-            weight = np.nan_to_num(tile.weight_map, nan=0.0).astype(np.float32)
-            cube = np.concatenate([cube, weight[None]], axis=0)
-        shape = (cube.shape[0], *region.shape)
-        # Kept for later passes only while the scratch RAM budget allows: re-resampling
-        # beyond it costs time, but memory stays bounded on any number of tiles.
-        kept = self._scratch.try_ram(shape) if self._scratch is not None else None
-        out = kept if kept is not None else np.empty(shape, dtype=np.float32)
-        offset = grid_offset(tile.wcs, plan.sub_wcs(region))
-        if offset is not None:
-            _copy_shifted(cube, offset, out)
+        return self.prepare_many([(tile, tile_index, region)], plan)[0]
+
+    def prepare_many(
+        self, requests: Sequence[tuple[Tile, int, BoundingBox]], plan: MosaicPlan
+    ) -> list[PreparedTile]:
+        """Prepare several tiles, their reprojections running in parallel threads.
+
+        Everything that touches shared state (reading pixels, slicing the output WCS,
+        the cache and the scratch budget) happens here in the calling thread, in order;
+        the threads only run ``reproject_interp`` on objects of their own (astropy's
+        WCS is not thread-safe on a shared object). Results do not depend on threads.
+        """
+        prepared: list[PreparedTile] = []
+        jobs: list[tuple[np.ndarray, Tile, WCS, np.ndarray]] = []
+        for tile, tile_index, region in requests:
+            key = (id(tile), tile_index, region)
+            cached = self._cache.get(key)
+            if cached is not None and cached[1] is tile:
+                prepared.append(PreparedTile(tile_index, region, state=cached))
+                continue
+            cube = tile.data
+            if tile.weight_map is not None:
+                # NaN weights mean "no weight" (as reproject_and_coadd treats them).
+                weight = np.nan_to_num(tile.weight_map, nan=0.0).astype(np.float32)
+                cube = np.concatenate([cube, weight[None]], axis=0)
+            shape = (cube.shape[0], *region.shape)
+            # Kept for later passes only while the scratch RAM budget allows: resampling
+            # again beyond it costs time, but memory stays bounded on any tile count.
+            kept = self._scratch.try_ram(shape) if self._scratch is not None else None
+            out = kept if kept is not None else np.empty(shape, dtype=np.float32)
+            sub_wcs = plan.sub_wcs(region)
+            offset = grid_offset(tile.wcs, sub_wcs)
+            if offset is not None:
+                _copy_shifted(cube, offset, out)
+            else:
+                jobs.append((cube, tile, sub_wcs, out))
+            if kept is not None:
+                self._cache[key] = (out, tile)  # holding the tile keeps its id unused
+            prepared.append(PreparedTile(tile_index, region, state=(out, tile)))
+        if len(jobs) > 1 and self._threads > 1:
+            with ThreadPoolExecutor(min(self._threads, len(jobs))) as pool:
+                list(pool.map(lambda job: _reproject(*job), jobs))
         else:
-            # No round-trip check: it doubles the transform cost and only matters for
-            # projections that wrap, which a mosaic's tile boxes never reach.
-            reproject_interp(
-                (cube, tile.wcs),
-                plan.sub_wcs(region),
-                shape_out=out.shape,
-                order="bilinear",
-                output_array=out,
-                return_footprint=False,
-                roundtrip_coords=False,
-            )
-        if kept is not None:
-            self._cache[key] = (out, tile)  # holding the tile keeps its id from being reused
-        return PreparedTile(tile_index=tile_index, region=region, state=(out, tile))
+            for job in jobs:
+                _reproject(*job)
+        return prepared
 
     def sample(self, prepared: PreparedTile, channel: int) -> tuple[Any, Any]:
         """Values and ``f * W`` of one channel (DESIGN §3)."""
