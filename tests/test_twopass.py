@@ -25,7 +25,7 @@ def clean():
 
 
 def _gains(tiles, plan, first, spec=SPEC):
-    return compute_gains(CpuBackend(), tiles, plan, first.image, first.coverage[0], spec)
+    return compute_gains(CpuBackend(), tiles, plan, first.coverage[0], spec)
 
 
 def test_consistent_tiles_give_unit_gains_and_identity(clean):

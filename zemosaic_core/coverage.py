@@ -22,7 +22,8 @@ def sanitize_coverage(coverage: Any, xp: ModuleType = np, *, in_place: bool = Fa
     cov = xp.asarray(coverage, dtype=xp.float32)
     if not in_place and cov is coverage:
         cov = cov.copy()
-    xp.nan_to_num(cov, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    if not bool(xp.isfinite(cov).all()):  # sums of finite weights: rare, so check first
+        xp.nan_to_num(cov, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     xp.maximum(cov, xp.float32(0), out=cov)
     return cov
 
@@ -38,8 +39,12 @@ def mean_from_sums(
     image = xp.asarray(weighted_sum, dtype=xp.float32)
     if not in_place and image is weighted_sum:
         image = image.copy()
-    image /= xp.where(covered, coverage, xp.float32(1))
-    image[~covered] = xp.float32(np.nan)
+    if xp is np:  # in place, without a full-size temporary
+        np.divide(image, coverage, out=image, where=covered)
+    else:  # CuPy ufuncs take no ``where``
+        image /= xp.where(covered, coverage, xp.float32(1))
+    covered = xp.logical_not(covered, out=covered)
+    image[covered] = xp.float32(np.nan)
     return image
 
 

@@ -154,7 +154,7 @@ class BackendSession:
 
         def gains_on(backend: Backend) -> np.ndarray:
             return compute_gains(
-                backend, tiles, plan, first.image, first.coverage[0], spec,
+                backend, tiles, plan, first.coverage[0], spec,
                 cancel=cancel, progress=progress,
             )  # fmt: skip
 

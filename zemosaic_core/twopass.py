@@ -36,28 +36,43 @@ _SOLVE_ITERATIONS = 30
 _FIT_SAMPLES = 40000
 
 
-def blurred_coverage(coverage: np.ndarray, sigma: float) -> np.ndarray:
-    """Normalised Gaussian blur of the coverage over its covered pixels (step 1).
+def _block_means(plane: np.ndarray, factor: int) -> np.ndarray:
+    """Means over ``factor x factor`` blocks (edge blocks over what they hold), float64."""
+    height, width = plane.shape
+    rows = np.arange(0, height, factor)
+    cols = np.arange(0, width, factor)
+    sums = np.add.reduceat(np.add.reduceat(plane, rows, axis=0, dtype=np.float64), cols, axis=1)
+    counts = np.outer(np.diff(np.append(rows, height)), np.diff(np.append(cols, width)))
+    return sums / counts
 
-    ``C~ = G_sigma * (C V) / G_sigma * V`` on V = (C > 0), NaN outside V. For speed the
-    blur runs on a block-averaged copy (blocks of ``sigma / 8`` px, well below the blur
-    scale) and is expanded back to full size.
+
+def _blurred_small(coverage: np.ndarray, sigma: float) -> tuple[np.ndarray, int]:
+    """The normalised blur on blocks of ``sigma / 8`` px (well below the blur scale).
+
+    Working on block means keeps both the time and the memory of step 1 small on large
+    mosaics (no full-size float64 arrays).
     """
-    covered = coverage > 0
     factor = max(1, int(sigma // 8))
-    height, width = coverage.shape
-    pad_h, pad_w = (-height) % factor, (-width) % factor
-    cv = np.pad(np.where(covered, coverage, 0).astype(np.float64), ((0, pad_h), (0, pad_w)))
-    v = np.pad(covered.astype(np.float64), ((0, pad_h), (0, pad_w)))
-    shape = (cv.shape[0] // factor, factor, cv.shape[1] // factor, factor)
-    cv_small = cv.reshape(shape).mean(axis=(1, 3))
-    v_small = v.reshape(shape).mean(axis=(1, 3))
+    cv_small = _block_means(coverage, factor)  # C * V = C, as C = 0 outside V
+    v_small = _block_means((coverage > 0).astype(np.float32), factor)
     blur_cv = ndimage.gaussian_filter(cv_small, sigma / factor, mode="constant")
     blur_v = ndimage.gaussian_filter(v_small, sigma / factor, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(blur_v > 1e-12, blur_cv / blur_v, 0.0)
-    full = np.repeat(np.repeat(ratio, factor, axis=0), factor, axis=1)[:height, :width]
-    return np.where(covered, full, np.nan).astype(np.float32)
+        return np.where(blur_v > 1e-12, blur_cv / blur_v, 0.0), factor
+
+
+def _expand(small: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    return np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)[: shape[0], : shape[1]]
+
+
+def blurred_coverage(coverage: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian blur of the coverage over its covered pixels (step 1).
+
+    ``C~ = G_sigma * (C V) / G_sigma * V`` on V = (C > 0), NaN outside V.
+    """
+    small, factor = _blurred_small(coverage, sigma)
+    full = _expand(small.astype(np.float32), factor, coverage.shape)
+    return np.where(coverage > 0, full, np.float32(np.nan))
 
 
 def well_covered_mask(
@@ -66,10 +81,10 @@ def well_covered_mask(
     """Pixels where C >= tau and C~ >= tau tile-equivalents (step 2)."""
     unit = float(np.median(np.asarray(tile_weights, dtype=np.float64)))
     threshold = spec.tau * unit
-    blurred = blurred_coverage(coverage, spec.sigma)
+    small, factor = _blurred_small(coverage, spec.sigma)
     # A hair of tolerance: a uniform 2-tile area blurs to 2 +- rounding.
-    with np.errstate(invalid="ignore"):
-        return (coverage >= threshold) & (blurred >= threshold * (1 - 1e-6))
+    blurred_ok = _expand(small >= threshold * (1 - 1e-6), factor, coverage.shape)
+    return (coverage >= threshold) & blurred_ok
 
 
 def robust_gain(tile_values: np.ndarray, consensus: np.ndarray) -> float:
@@ -150,8 +165,8 @@ def _collect_samples(
 ) -> list[_TileSamples]:
     # Position of each well-covered output pixel in a compact list (-1 elsewhere), so
     # the per-tile samples index small arrays, never a full-size array per tile.
-    slot = np.full(well.shape, -1, dtype=np.int64)
-    slot[well] = np.arange(int(well.sum()))
+    slot = np.full(well.shape, -1, dtype=np.int32 if well.size < 2**31 else np.int64)
+    slot[well] = np.arange(int(well.sum()), dtype=slot.dtype)
     samples = []
     for i, tile in enumerate(tiles):
         check_cancel(cancel)
@@ -187,7 +202,6 @@ def compute_gains(
     backend: Backend,
     tiles: Sequence[Tile],
     plan: MosaicPlan,
-    consensus: np.ndarray,
     coverage: np.ndarray,
     spec: TwoPassSpec,
     *,
@@ -204,6 +218,10 @@ def compute_gains(
     consistent tiles this is the identity; a single off tile is recovered in full
     instead of dragging its neighbours.
 
+    The consensus is rebuilt from the tiles' own resampled samples (for the mean
+    combine it *is* M1, channel-averaged), which is what allows leaving each tile out
+    of it; only pass 1's coverage is needed for the gate.
+
     Parameters
     ----------
     backend : Backend
@@ -211,8 +229,6 @@ def compute_gains(
     tiles : sequence of Tile
         The matched tiles, in plan order.
     plan : MosaicPlan
-    consensus : ndarray, float32, (C, H, W)
-        Pass-1 mosaic M1 (its channel mean is the luminance consensus).
     coverage : ndarray, float32, (H, W)
         Pass-1 coverage of the first channel (channels share geometry).
     spec : TwoPassSpec

@@ -36,18 +36,32 @@ def _copy_shifted(cube: np.ndarray, offset: tuple[int, int], out: np.ndarray) ->
         out[:, y0:y1, x0:x1] = cube[:, y0 - dy : y1 - dy, x0 - dx : x1 - dx]
 
 
+#: Output pixels per ``reproject_interp`` call: reproject holds ~100 bytes of float64
+#: coordinates per output pixel while it runs, so whole tiles in parallel threads
+#: would cost more memory than the mosaic; bands keep that small at no speed cost.
+_BAND_PIXELS = 1 << 18
+
+
 def _reproject(cube: np.ndarray, tile: Tile, sub_wcs: WCS, out: np.ndarray) -> None:
-    # No round-trip check: it doubles the transform cost and only matters for
-    # projections that wrap, which a mosaic's tile boxes never reach.
-    reproject_interp(
-        (cube, tile.wcs),
-        sub_wcs,
-        shape_out=out.shape,
-        order="bilinear",
-        output_array=out,
-        return_footprint=False,
-        roundtrip_coords=False,
-    )
+    height, width = out.shape[1:]
+    rows = max(1, _BAND_PIXELS // max(1, width))
+    band = np.empty((out.shape[0], min(rows, height), width), dtype=np.float32)
+    for y0 in range(0, height, rows):
+        y1 = min(height, y0 + rows)
+        target = out if (y0, y1) == (0, height) else band[:, : y1 - y0]
+        # No round-trip check: it doubles the transform cost and only matters for
+        # projections that wrap, which a mosaic's tile boxes never reach.
+        reproject_interp(
+            (cube, tile.wcs),
+            sub_wcs[y0:y1, :] if (y0, y1) != (0, height) else sub_wcs,
+            shape_out=target.shape,
+            order="bilinear",
+            output_array=target,
+            return_footprint=False,
+            roundtrip_coords=False,
+        )
+        if target is not out:
+            out[:, y0:y1] = target
 
 
 class CpuBackend:
