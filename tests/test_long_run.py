@@ -55,7 +55,7 @@ def test_memory_is_flat_over_hundreds_of_tiles(many_tiles):
     first = [rss for phase, done, rss in samples if phase == "coadd pass 1"]
     assert len(first) > 10
     # After the first tenth of the tiles, memory may only grow by what the budget lets
-    # the backend keep (half the budget) plus allocator noise; with every resampled
+    # the backend keep (its scratch share, 3/8 of it) plus allocator noise; with every resampled
     # tile kept it would grow by ~N x 3 x 96^2 x 4 B, about 30 MB here.
     early = first[len(first) // 10]
     growth = max(first) - early

@@ -101,3 +101,24 @@ def test_gate_needs_two_tiles():
     assert well[150, 130] and not well[150, 62]
     # With coverage squeezed into [0, 1] (the old GPU bug) the gate never opens.
     assert not well_covered_mask(coverage / 2, [1.0, 1.0], TwoPassSpec(sigma=10.0)).any()
+
+
+def test_gains_from_cpu_and_simulated_gpu_agree(clean):
+    from zemosaic_core.backends import GpuBackend
+
+    tiles, plan, _ = clean
+    scaled = list(tiles)
+    scaled[2] = tiles[2].with_data(tiles[2].data * np.float32(1.07))
+    gpu = GpuBackend(simulate=True)
+    first_cpu = coadd_pass(CpuBackend(), scaled, plan, combine=MEAN)
+    first_gpu = coadd_pass(gpu, scaled, plan, combine=MEAN)
+    assert first_gpu.backend == "gpu"
+    g_cpu = compute_gains(CpuBackend(), scaled, plan, first_cpu.coverage[0], SPEC)
+    g_gpu = compute_gains(gpu, scaled, plan, first_gpu.coverage[0], SPEC)
+    # Same coverage semantics, so the same gate and the same gains (to resampling noise).
+    assert np.array_equal(
+        well_covered_mask(first_cpu.coverage[0], [1] * 6, SPEC),
+        well_covered_mask(first_gpu.coverage[0], [1] * 6, SPEC),
+    )
+    np.testing.assert_allclose(g_gpu, g_cpu, rtol=1e-5)
+    assert abs(g_cpu[2] * 1.07 - 1) < 0.01

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -36,3 +37,30 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise ValueError(f"size must be positive: {text!r}")
     return int(value)
+
+
+@dataclass(frozen=True)
+class BudgetSplit:
+    """How a build's memory budget is shared out (bytes).
+
+    Attributes
+    ----------
+    tiles : int
+        Input pixels held in memory; tiles beyond it are read from disk when needed.
+    scratch : int
+        Resampled tiles kept for the two-pass and full-size results held in RAM;
+        results beyond it go to memory-mapped scratch files.
+    chunks : int
+        Accumulators and stacks of one output chunk (sets the chunk height).
+
+    The remaining quarter is headroom for the libraries' temporaries.
+    """
+
+    tiles: int
+    scratch: int
+    chunks: int
+
+
+def split_budget(total: int) -> BudgetSplit:
+    """Share ``total`` bytes out as 1/8 tiles, 3/8 scratch, 1/4 chunks, 1/4 headroom."""
+    return BudgetSplit(tiles=total // 8, scratch=3 * total // 8, chunks=total // 4)

@@ -12,7 +12,7 @@ from .config import BuildConfig
 from .errors import InputError, NoUsableInputError, UsageError
 from .loading import discover_inputs, load_tiles
 from .matching import match_tiles
-from .memory import default_budget
+from .memory import default_budget, split_budget
 from .outputs import (
     check_writable_folder,
     crop_to_coverage,
@@ -78,9 +78,8 @@ def build_mosaic(
     paths = discover_inputs(inputs)
     if not paths:
         raise NoUsableInputError("no FITS files found in the given inputs")
-    budget = config.max_memory or default_budget()
-    # Pixels beyond a quarter of the budget stay on disk and are read when needed.
-    loaded = load_tiles(paths, progress=progress, cancel=cancel, memory_budget=budget // 4)
+    budget = split_budget(config.max_memory or default_budget())
+    loaded = load_tiles(paths, progress=progress, cancel=cancel, memory_budget=budget.tiles)
 
     check_cancel(cancel)
     report(progress, "plan", 0, 1)
@@ -101,10 +100,8 @@ def build_mosaic(
     tiles = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress).tiles
 
     scratch_dir = config.scratch or (config.output.parent if config.output else None)
-    # Half of the budget holds the resampled tiles reused by the two-pass; the rest is
-    # for the chunk accumulators. Beyond it, tiles spill to memory-mapped scratch files.
-    scratch = ScratchSpace(scratch_dir, ram_budget=budget // 2)
-    session = BackendSession(backend=config.backend, memory_budget=budget // 2, scratch=scratch)
+    scratch = ScratchSpace(scratch_dir, ram_budget=budget.scratch)
+    session = BackendSession(backend=config.backend, memory_budget=budget.chunks, scratch=scratch)
     try:
         result = session.run_pass(
             tiles,
