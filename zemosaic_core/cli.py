@@ -209,7 +209,7 @@ def _cmd_run_demo(args: argparse.Namespace) -> int:
     from .pipeline import build_mosaic
 
     if not args.headless:
-        print("No display found: building the demo mosaic headless instead.")
+        print("No display found: building the demo mosaic headless instead.", flush=True)
     tiles = ensure_demo_tiles(args.demo_dir)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     config = BuildConfig(
