@@ -18,8 +18,10 @@ from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, Signal
 
+from zemosaic_core.logsetup import PRODUCT_LOGGERS, set_log_level
+
 #: Loggers whose level the GUI controls (DESIGN §6).
-CONTROLLED_LOGGERS: tuple[str, ...] = ("zemosaic_core", "zemosaic_gui")
+CONTROLLED_LOGGERS: tuple[str, ...] = PRODUCT_LOGGERS
 
 #: Level names offered by the dropdown, most verbose first.
 LEVEL_NAMES: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -98,63 +100,20 @@ def short_logger_name(name: str) -> str:
     return name
 
 
-def level_number(level: int | str) -> int:
-    """Return the numeric level of a level name or number.
+def apply_log_level(level: int | str, handlers: Iterable[logging.Handler] = ()) -> int:
+    """Set one level on the product's loggers and on the handlers that show them.
 
-    Parameters
-    ----------
-    level : int or str
-        ``"DEBUG"``, ``"info"``, ``logging.WARNING``...
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    ValueError
-        For an unknown level name.
-    """
-    if isinstance(level, int):
-        return level
-    value = logging.getLevelName(str(level).upper())
-    if not isinstance(value, int):
-        raise ValueError(f"unknown log level {level!r}")
-    return value
-
-
-def apply_log_level(
-    level: int | str,
-    handlers: Iterable[logging.Handler] = (),
-    loggers: Iterable[str] = CONTROLLED_LOGGERS,
-) -> int:
-    """Set one level on the controlled loggers and on the handlers that show them.
-
-    Parameters
-    ----------
-    level : int or str
-        The new level.
-    handlers : iterable of logging.Handler
-        Handlers whose level follows (the log pane's handler).
-    loggers : iterable of str
-        Logger names to set (default: ``zemosaic_core`` and ``zemosaic_gui``).
+    The rule lives in the core (:func:`zemosaic_core.logsetup.set_log_level`), shared
+    with the CLI's ``--log-level``. Safe during a build: `logging.Logger.setLevel`
+    takes the logging lock and clears the level caches, so the worker's next
+    ``logger.debug`` call sees the new level.
 
     Returns
     -------
     int
         The numeric level applied.
-
-    Notes
-    -----
-    Safe during a build: `logging.Logger.setLevel` takes the logging lock and clears
-    the level caches, so the worker's next ``logger.debug`` call sees the new level.
     """
-    number = level_number(level)
-    for name in loggers:
-        logging.getLogger(name).setLevel(number)
-    for handler in handlers:
-        handler.setLevel(number)
-    return number
+    return set_log_level(level, *handlers)
 
 
 def attach_handler(handler: logging.Handler, loggers: Iterable[str] = CONTROLLED_LOGGERS) -> None:
