@@ -122,3 +122,17 @@ def test_gains_from_cpu_and_simulated_gpu_agree(clean):
     )
     np.testing.assert_allclose(g_gpu, g_cpu, rtol=1e-5)
     assert abs(g_cpu[2] * 1.07 - 1) < 0.01
+
+
+def test_gains_on_a_coarse_lattice_match_the_full_grid(clean, monkeypatch):
+    from zemosaic_core import twopass
+
+    tiles, plan, _ = clean
+    scaled = list(tiles)
+    scaled[4] = tiles[4].with_data(tiles[4].data * np.float32(1.1))
+    first = coadd_pass(CpuBackend(), scaled, plan, combine=MEAN)
+    full = _gains(scaled, plan, first)
+    monkeypatch.setattr(twopass, "_MAX_SLOTS", 800)  # forces a stride of several px
+    coarse = _gains(scaled, plan, first)
+    assert abs(coarse[4] * 1.1 - 1) < 0.01
+    np.testing.assert_allclose(coarse, full, atol=2e-3)

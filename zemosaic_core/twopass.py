@@ -34,6 +34,8 @@ _FIT_CLIP = 3.0
 _SOLVE_ITERATIONS = 30
 #: Samples per tile in the gain fit: an even subset; the consensus uses every pixel.
 _FIT_SAMPLES = 40000
+#: Well-covered pixels the consensus is evaluated on, at most (a regular lattice).
+_MAX_SLOTS = 4_000_000
 
 
 def _block_means(plane: np.ndarray, factor: int) -> np.ndarray:
@@ -163,10 +165,14 @@ def _collect_samples(
     cancel: CancelToken | None,
     progress: ProgressCallback | None,
 ) -> list[_TileSamples]:
-    # Position of each well-covered output pixel in a compact list (-1 elsewhere), so
-    # the per-tile samples index small arrays, never a full-size array per tile.
-    slot = np.full(well.shape, -1, dtype=np.int32 if well.size < 2**31 else np.int64)
-    slot[well] = np.arange(int(well.sum()), dtype=slot.dtype)
+    # The consensus is evaluated on a lattice of every ``stride``-th pixel (the same for
+    # all tiles, so every tile contributes at each lattice pixel it covers), fine enough
+    # to hold up to _MAX_SLOTS well-covered pixels. Each lattice pixel gets a slot in a
+    # compact list; per-tile samples index small arrays, never a full-size array.
+    stride = max(1, int(np.ceil(np.sqrt(int(well.sum()) / _MAX_SLOTS))))
+    lattice = well[::stride, ::stride]
+    slot = np.full(lattice.shape, -1, dtype=np.int32 if lattice.size < 2**31 else np.int64)
+    slot[lattice] = np.arange(int(lattice.sum()), dtype=slot.dtype)
     samples = []
     for i, tile in enumerate(tiles):
         check_cancel(cancel)
@@ -185,13 +191,19 @@ def _collect_samples(
         n_valid = int(valid.sum())
         if n_valid < needed:
             logger.debug("[TwoPass] %s: %d valid px < %d: gain 1", tile.name, n_valid, needed)
+        # This tile's pixels that fall on the lattice.
+        oy, ox = (-box.y0) % stride, (-box.x0) % stride
+        on = valid[oy::stride, ox::stride]
+        ly, lx = (box.y0 + oy) // stride, (box.x0 + ox) // stride
+        slots = slot[ly : ly + on.shape[0], lx : lx + on.shape[1]][on]
+        n_on = int(on.sum())
         samples.append(
             _TileSamples(
-                index=slot[box.slices][valid],
-                luminance=lum[valid].astype(np.float64),
-                weight=weight[valid].astype(np.float64),
+                index=slots,
+                luminance=lum[oy::stride, ox::stride][on].astype(np.float64),
+                weight=weight[oy::stride, ox::stride][on].astype(np.float64),
                 eligible=n_valid >= needed,
-                fit=np.arange(0, n_valid, max(1, n_valid // _FIT_SAMPLES)),
+                fit=np.arange(0, n_on, max(1, n_on // _FIT_SAMPLES)),
             )
         )
         report(progress, "two-pass gains", i + 1, len(tiles))
@@ -240,7 +252,7 @@ def compute_gains(
     """
     well = well_covered_mask(coverage, [t.tile_weight for t in tiles], spec)
     samples = _collect_samples(backend, tiles, plan, well, spec, cancel, progress)
-    n_slots = int(well.sum())
+    n_slots = max((int(s.index.max()) + 1 for s in samples if s.index.size), default=0)
     eligible = np.array([s.eligible for s in samples])
     lo, hi = spec.gain_clip
     gains = np.ones(len(tiles), dtype=np.float64)
