@@ -46,7 +46,10 @@ def test_fits_layout_and_cards(tmp_path):
     result = _result()
     path = write_fits(tmp_path / "m.fits", result)
     with fits.open(path) as hdul:
+        hdul.verify("exception")  # written band by band: still standard FITS
         assert hdul[0].data.dtype == np.dtype(">f4") and hdul[0].data.shape == (3, 60, 80)
+        np.testing.assert_array_equal(hdul[0].data, result.image)
+        np.testing.assert_array_equal(hdul["COVERAGE"].data, result.coverage[0])
         h = hdul[0].header
         assert h["BACKEND"] == "cpu" and h["TWOPASS"] is True and h["NTILES"] == 2
         assert h["CTYPE1"] == "RA---TAN"

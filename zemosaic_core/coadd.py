@@ -21,6 +21,7 @@ from .coverage import compact_coverage, mean_from_sums, sanitize_coverage
 from .planning import BoundingBox, MosaicPlan
 from .progress import ProgressCallback, report
 from .result import CoaddResult
+from .scratch import release_pages
 from .tile import Tile
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,9 @@ def coadd_pass(
                     coverage = allocate((n_channels, height, width), np.float32)
                     coverage[:, :y0] = coverage_plane[None, :y0]
                 coverage[:, y0:y1] = chunk_cov
+            for done_array in (image, coverage_plane, coverage):
+                if done_array is not None:
+                    release_pages(done_array)  # memory-mapped results leave RSS
         del chunk_image, chunk_cov
     if coverage is None:
         coverage = np.broadcast_to(coverage_plane, (n_channels, height, width))

@@ -23,6 +23,7 @@ from astropy.wcs import WCS
 from .coverage import covered_mask
 from .errors import UsageError, ZeMosaicError
 from .result import BuildResult
+from .scratch import release_pages
 from .stretch import StretchMode, stretch_rgb
 
 logger = logging.getLogger(__name__)
@@ -91,39 +92,79 @@ def coverage_for_output(coverage: np.ndarray) -> np.ndarray:
     return coverage
 
 
-def fits_hdulist(result: BuildResult) -> fits.HDUList:
-    """The science FITS: primary (C, H, W) or (H, W) float32 + a ``COVERAGE`` extension."""
-    header = result.wcs.to_header(relax=True)
-    image = result.image[0] if result.n_channels == 1 else result.image
-    primary = fits.PrimaryHDU(data=np.asarray(image, dtype=np.float32), header=header)
-    h = primary.header
-    h["BACKEND"] = (result.backend, "backend that produced all channels")
-    h["TWOPASS"] = (bool(result.two_pass), "two-pass coverage renormalization applied")
-    h["NTILES"] = (len(result.tile_paths), "tiles in the mosaic")
-    h["GPUALL"] = (bool(result.gpu_all), "every pass ran all channels on the GPU")
+_FITS_BLOCK = 2880
+_WRITE_BAND_BYTES = 64 * 1024 * 1024
+
+
+def _image_header(shape: tuple[int, ...], cards: fits.Header, *, primary: bool) -> fits.Header:
+    """A float32 image HDU header for ``shape`` (NumPy order), then ``cards``."""
+    header = fits.Header()
+    if primary:
+        header["SIMPLE"] = (True, "conforms to FITS standard")
+    else:
+        header["XTENSION"] = ("IMAGE", "image extension")
+    header["BITPIX"] = (-32, "IEEE single precision floating point")
+    header["NAXIS"] = len(shape)
+    for axis, length in enumerate(reversed(shape), start=1):
+        header[f"NAXIS{axis}"] = length
+    if primary:
+        header["EXTEND"] = True
+    else:
+        header["PCOUNT"] = 0
+        header["GCOUNT"] = 1
+    header.extend(cards, unique=True)
+    return header
+
+
+def fits_headers(result: BuildResult) -> tuple[fits.Header, fits.Header]:
+    """Headers of the science FITS: the primary image and the ``COVERAGE`` extension."""
+    cards = result.wcs.to_header(relax=True)
+    cards["BACKEND"] = (result.backend, "backend that produced all channels")
+    cards["TWOPASS"] = (bool(result.two_pass), "two-pass coverage renormalization applied")
+    cards["NTILES"] = (len(result.tile_paths), "tiles in the mosaic")
+    cards["GPUALL"] = (bool(result.gpu_all), "every pass ran all channels on the GPU")
     if result.n_channels == 3:
-        h["CSPACE"] = ("RGB", "plane order: R, G, B")
-    h["DATE"] = (
-        _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
-        "file creation (UTC)",
-    )
-    h["CREATOR"] = "ZeMosaic"
+        cards["CSPACE"] = ("RGB", "plane order: R, G, B")
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    cards["DATE"] = (now, "file creation (UTC)")
+    cards["CREATOR"] = "ZeMosaic"
     for path in result.tile_paths:
-        h.add_history(f"tile: {path.name}"[:72])
-    cov_header = result.wcs.to_header(relax=True)
-    cov_header["BUNIT"] = ("", "sum of tile weights")
-    coverage = fits.ImageHDU(
-        data=np.asarray(coverage_for_output(result.coverage), dtype=np.float32),
-        header=cov_header,
-        name="COVERAGE",
-    )
-    return fits.HDUList([primary, coverage])
+        cards.add_history(f"tile: {path.name}"[:72])
+    image_shape = result.image.shape[1:] if result.n_channels == 1 else result.image.shape
+    primary = _image_header(tuple(image_shape), cards, primary=True)
+    cov_cards = result.wcs.to_header(relax=True)
+    cov_cards["EXTNAME"] = "COVERAGE"
+    cov_cards["BUNIT"] = ("", "sum of tile weights")
+    coverage = _image_header(coverage_for_output(result.coverage).shape, cov_cards, primary=False)
+    return primary, coverage
+
+
+def _write_hdu(handle: BinaryIO, header: fits.Header, data: np.ndarray) -> None:
+    """Write one HDU, its data as big-endian float32 in row bands (no full-size copy)."""
+    handle.write(header.tostring().encode("ascii"))
+    planes = data.reshape(-1, *data.shape[-2:])
+    rows = max(1, _WRITE_BAND_BYTES // max(1, 4 * data.shape[-1]))
+    written = 0
+    for plane in planes:
+        for y0 in range(0, plane.shape[0], rows):
+            block = np.ascontiguousarray(plane[y0 : y0 + rows], dtype=">f4")
+            handle.write(block.tobytes())
+            written += block.nbytes
+            release_pages(data)
+    handle.write(b"\0" * (-written % _FITS_BLOCK))
 
 
 def write_fits(path: str | Path, result: BuildResult) -> Path:
-    """Write the science FITS atomically."""
-    hdul = fits_hdulist(result)
-    return _write_with(path, lambda handle: hdul.writeto(handle, output_verify="exception"))
+    """Write the science FITS atomically, streaming its data in row bands."""
+    primary, coverage_header = fits_headers(result)
+    image = result.image[0] if result.n_channels == 1 else result.image
+    coverage = coverage_for_output(result.coverage)
+
+    def writer(handle: BinaryIO) -> None:
+        _write_hdu(handle, primary, image)
+        _write_hdu(handle, coverage_header, coverage)
+
+    return _write_with(path, writer)
 
 
 def write_preview_png(path: str | Path, result: BuildResult, mode: StretchMode = "auto") -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import shutil
 import tempfile
 from pathlib import Path
@@ -84,3 +85,17 @@ class ScratchSpace:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Let the OS drop the resident pages of a memory-mapped array (no-op otherwise).
+
+    The data stay in the file (flushed first), and are read back on the next access;
+    calling this after each chunk keeps a large memory-mapped result out of RSS.
+    """
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise"):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        mapping.flush()
+        mapping.madvise(mmap.MADV_DONTNEED)

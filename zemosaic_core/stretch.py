@@ -1,4 +1,9 @@
-"""Display stretches for previews (never applied to science data)."""
+"""Display stretches for previews (never applied to science data).
+
+Statistics come from an even subsample of at most a few million pixels and the
+stretch is applied in row bands, so a preview of a very large mosaic never makes
+full-size float copies of it.
+"""
 
 from __future__ import annotations
 
@@ -6,37 +11,48 @@ from typing import Literal
 
 import numpy as np
 
+from .scratch import release_pages
+
 StretchMode = Literal["auto", "linear", "asinh"]
 STRETCH_MODES: tuple[str, ...] = ("auto", "linear", "asinh")
 
 #: Auto-stretch constants of the classic screen transfer function (median/MAD based).
 SHADOWS_CLIP = -2.8
 TARGET_BACKGROUND = 0.25
+ASINH_BETA = 500.0
+
+_SAMPLE_PIXELS = 4_000_000
+_BAND_PIXELS = 1 << 20
 
 
 def downsample(image: np.ndarray, max_side: int) -> np.ndarray:
     """Block-average ``(C, H, W)`` (or ``(H, W)``) so its longer side is <= ``max_side``.
 
-    NaN-aware: a block is NaN only when all its pixels are. Returns a new array.
+    NaN-aware: a block is NaN only when all its pixels are. Returns a new float32 array;
+    works one channel and one band of block rows at a time.
     """
     squeeze = image.ndim == 2
     cube = image[None] if squeeze else image
-    height, width = cube.shape[-2:]
+    channels, height, width = cube.shape
     factor = int(np.ceil(max(height, width) / max(1, max_side)))
     if factor <= 1:
         out = np.array(cube, dtype=np.float32)
-    else:
-        pad_h, pad_w = (-height) % factor, (-width) % factor
-        padded = np.pad(
-            cube.astype(np.float32), ((0, 0), (0, pad_h), (0, pad_w)), constant_values=np.nan
-        )
-        c, h, w = padded.shape
-        blocks = padded.reshape(c, h // factor, factor, w // factor, factor)
-        finite = np.isfinite(blocks)
-        total = np.where(finite, blocks, 0).sum(axis=(2, 4), dtype=np.float64)
-        count = finite.sum(axis=(2, 4))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+        return out[0] if squeeze else out
+    cols = np.arange(0, width, factor)
+    out_h = -(-height // factor)
+    out = np.empty((channels, out_h, cols.size), dtype=np.float32)
+    band = max(1, _BAND_PIXELS // (width * factor)) * factor  # rows per band
+    for c in range(channels):
+        for y0 in range(0, height, band):
+            block = np.asarray(cube[c, y0 : y0 + band], dtype=np.float32)
+            rows = np.arange(0, block.shape[0], factor)
+            finite = np.isfinite(block)
+            total = np.add.reduceat(np.where(finite, block, 0), rows, axis=0, dtype=np.float64)
+            total = np.add.reduceat(total, cols, axis=1)
+            count = np.add.reduceat(np.add.reduceat(finite, rows, axis=0), cols, axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            out[c, y0 // factor : y0 // factor + rows.size] = means
     return out[0] if squeeze else out
 
 
@@ -46,15 +62,34 @@ def _mtf(midtones: float, x: np.ndarray) -> np.ndarray:
     return ((m - 1) * x) / ((2 * m - 1) * x - m)
 
 
-def _normalise(cube: np.ndarray) -> np.ndarray:
-    finite = cube[np.isfinite(cube)]
+def _sample(cube: np.ndarray) -> np.ndarray:
+    """Finite values of an even subsample of ``cube`` (all channels: a linked stretch)."""
+    step = max(1, int(np.sqrt(cube.shape[1] * cube.shape[2] / _SAMPLE_PIXELS)))
+    values = np.asarray(cube[:, ::step, ::step], dtype=np.float32)
+    return values[np.isfinite(values)]
+
+
+def stretch_parameters(image: np.ndarray, mode: StretchMode = "auto") -> dict[str, float]:
+    """The linked parameters of a stretch: black/white points, shadows and midtones."""
+    if mode not in STRETCH_MODES:
+        raise ValueError(f"unknown stretch {mode!r}; choose one of {STRETCH_MODES}")
+    cube = image[None] if image.ndim == 2 else image
+    finite = _sample(cube)
     if finite.size == 0:
-        return np.zeros_like(cube, dtype=np.float32)
+        return {"lo": 0.0, "hi": 1.0, "shadows": 0.0, "midtones": 0.5}
     lo = float(finite.min())
     hi = float(np.percentile(finite, 99.995))
     if hi <= lo:
         hi = lo + 1.0
-    return np.clip((cube - lo) / (hi - lo), 0, 1)
+    shadows, midtones = 0.0, 0.5
+    if mode == "auto":
+        x = np.clip((finite - lo) / (hi - lo), 0, 1)
+        median = float(np.median(x))
+        mad = 1.4826 * float(np.median(np.abs(x - median)))
+        shadows = min(max(0.0, median + SHADOWS_CLIP * mad), median)
+        span = max(1e-6, 1.0 - shadows)
+        midtones = float(_mtf(TARGET_BACKGROUND, np.asarray((median - shadows) / span)))
+    return {"lo": lo, "hi": hi, "shadows": shadows, "midtones": midtones}
 
 
 def stretch_rgb(image: np.ndarray, mode: StretchMode = "auto") -> np.ndarray:
@@ -63,24 +98,22 @@ def stretch_rgb(image: np.ndarray, mode: StretchMode = "auto") -> np.ndarray:
     ``auto`` is a *linked* median/MAD screen transfer: one set of parameters for all
     channels, so colour balance is kept. NaN (uncovered) pixels are black.
     """
-    if mode not in STRETCH_MODES:
-        raise ValueError(f"unknown stretch {mode!r}; choose one of {STRETCH_MODES}")
+    params = stretch_parameters(image, mode)
     cube = image[None] if image.ndim == 2 else image
-    x = _normalise(cube.astype(np.float32))
-    if mode == "auto":
-        finite = x[np.isfinite(x)]
-        if finite.size:
-            median = float(np.median(finite))
-            mad = 1.4826 * float(np.median(np.abs(finite - median)))
-            shadows = min(max(0.0, median + SHADOWS_CLIP * mad), median)
-            span = max(1e-6, 1.0 - shadows)
-            x = np.clip((x - shadows) / span, 0, 1)
-            x = _mtf(_mtf(TARGET_BACKGROUND, np.asarray((median - shadows) / span)), x)
-    elif mode == "asinh":
-        beta = 500.0
-        x = np.arcsinh(beta * x) / np.arcsinh(beta)
-    x = np.nan_to_num(x, nan=0.0)
-    rgb = np.repeat(x, 3, axis=0) if x.shape[0] == 1 else x[:3]
-    return np.ascontiguousarray(
-        (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
-    )
+    height, width = cube.shape[1:]
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    planes = [0, 0, 0] if cube.shape[0] == 1 else [0, 1, 2]
+    span = max(1e-6, 1.0 - params["shadows"])
+    band = max(1, _BAND_PIXELS // width)
+    for y0 in range(0, height, band):
+        for k, c in enumerate(planes):
+            x = np.asarray(cube[c, y0 : y0 + band], dtype=np.float32)
+            x = np.clip((x - params["lo"]) / (params["hi"] - params["lo"]), 0, 1)
+            if mode == "auto":
+                x = _mtf(params["midtones"], np.clip((x - params["shadows"]) / span, 0, 1))
+            elif mode == "asinh":
+                x = np.arcsinh(ASINH_BETA * x) / np.arcsinh(ASINH_BETA)
+            x = np.nan_to_num(x, nan=0.0)
+            rgb[y0 : y0 + band, :, k] = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+        release_pages(cube)
+    return rgb
