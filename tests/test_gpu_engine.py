@@ -538,3 +538,34 @@ def test_real_gpu_weights_and_identity(real_gpu, weighted_mosaic, band):
     result = coadd_pass(real_gpu, [tile], plan1, combine=MEAN)
     np.testing.assert_array_equal(result.coverage, 1.0)
     np.testing.assert_allclose(result.image, data, rtol=1e-6)
+
+
+def test_device_failures_in_the_driver_surface_as_backend_errors():
+    """Out of memory while the *driver* allocates accumulators on the device must reach
+    the orchestrator as BackendError (so it falls back), not as a bare MemoryError."""
+    import types
+
+    from synthetic import grid_tiles
+
+    from zemosaic_core.backends import CpuBackend, GpuBackend
+    from zemosaic_core.coadd import coadd_pass
+    from zemosaic_core.config import CombineSpec
+    from zemosaic_core.errors import BackendError
+    from zemosaic_core.planning import plan_mosaic
+
+    tiles = grid_tiles(2, 1, size=40)
+    plan, tiles = plan_mosaic(tiles)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("device full")
+
+    broken = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+    broken.zeros = no_memory
+    gpu = GpuBackend(simulate=True)
+    gpu.xp = broken
+    with pytest.raises(BackendError, match="out of memory"):
+        coadd_pass(gpu, tiles, plan, combine=CombineSpec())
+    cpu = CpuBackend()
+    cpu.xp = broken  # on the CPU a MemoryError is not a GPU failure: it stays what it is
+    with pytest.raises(MemoryError):
+        coadd_pass(cpu, tiles, plan, combine=CombineSpec())

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import Backend, PreparedTile
+from .backends.base import Backend, PreparedTile, device_errors
 from .cancel import CancelToken, check_cancel
 from .config import CombineSpec
 from .coverage import compact_coverage, mean_from_sums, sanitize_coverage
@@ -144,62 +144,64 @@ def coadd_pass(
         combine.method,
     )
 
-    for y0, y1 in chunks:
-        check_cancel(cancel)
-        chunk = BoundingBox(y0, y1, 0, width)
-        members = [i for i, box in enumerate(plan.bboxes) if box.overlaps(chunk)]
-        layer_of = {tile_index: layer for layer, tile_index in enumerate(members)}
-        reducer: _Reducer
-        if stacking:
-            reducer = _StackReducer(backend.xp, len(members), n_channels, chunk, combine)
-        else:
-            reducer = _MeanReducer(backend.xp, n_channels, chunk)
-        for batch in _batches(
-            members, batch_size or _auto_batch(plan, members, n_channels, budget)
-        ):
-            prepared = []
-            try:
-                # Prepared a few at a time (as many as the backend runs at once), so
-                # progress and cancel stay responsive during the costly resampling.
-                step = max(1, getattr(backend, "prepare_threads", 1))
-                for k in range(0, len(batch), step):
-                    check_cancel(cancel)
-                    requests = [
-                        (tiles[i], i, plan.bboxes[i].intersect(chunk)) for i in batch[k : k + step]
-                    ]
-                    prepared.extend(_prepare(backend, requests, plan))
-                    done += len(requests)
-                    report(progress, phase, done, total)
-                for channel in range(n_channels):
-                    for prep in prepared:
-                        check_cancel(cancel)
-                        values, weights = backend.sample(prep, channel)
-                        if gains is not None:
-                            values = values * backend.xp.float32(gains[prep.tile_index])
-                        reducer.add(
-                            layer_of[prep.tile_index], channel, prep.region, values, weights
-                        )
-            finally:
-                for prep in prepared:
-                    backend.release(prep)
-        chunk_image, chunk_cov = reducer.result()
-        del reducer
-        chunk_cov = compact_coverage(backend.to_host(chunk_cov))
-        if image is None:
-            image, coverage = backend.to_host(chunk_image), chunk_cov
-        else:
-            image[:, y0:y1] = backend.to_host(chunk_image)
-            if coverage is None and chunk_cov.strides[0] == 0:
-                coverage_plane[y0:y1] = chunk_cov[0]
+    with device_errors(backend, f"coadding pass {pass_index}"):
+        for y0, y1 in chunks:
+            check_cancel(cancel)
+            chunk = BoundingBox(y0, y1, 0, width)
+            members = [i for i, box in enumerate(plan.bboxes) if box.overlaps(chunk)]
+            layer_of = {tile_index: layer for layer, tile_index in enumerate(members)}
+            reducer: _Reducer
+            if stacking:
+                reducer = _StackReducer(backend.xp, len(members), n_channels, chunk, combine)
             else:
-                if coverage is None:  # first chunk whose channels differ: go 3-D
-                    coverage = allocate((n_channels, height, width), np.float32)
-                    coverage[:, :y0] = coverage_plane[None, :y0]
-                coverage[:, y0:y1] = chunk_cov
-            for done_array in (image, coverage_plane, coverage):
-                if done_array is not None:
-                    release_pages(done_array)  # memory-mapped results leave RSS
-        del chunk_image, chunk_cov
+                reducer = _MeanReducer(backend.xp, n_channels, chunk)
+            for batch in _batches(
+                members, batch_size or _auto_batch(plan, members, n_channels, budget)
+            ):
+                prepared = []
+                try:
+                    # Prepared a few at a time (as many as the backend runs at once), so
+                    # progress and cancel stay responsive during the costly resampling.
+                    step = max(1, getattr(backend, "prepare_threads", 1))
+                    for k in range(0, len(batch), step):
+                        check_cancel(cancel)
+                        requests = [
+                            (tiles[i], i, plan.bboxes[i].intersect(chunk))
+                            for i in batch[k : k + step]
+                        ]
+                        prepared.extend(_prepare(backend, requests, plan))
+                        done += len(requests)
+                        report(progress, phase, done, total)
+                    for channel in range(n_channels):
+                        for prep in prepared:
+                            check_cancel(cancel)
+                            values, weights = backend.sample(prep, channel)
+                            if gains is not None:
+                                values = values * backend.xp.float32(gains[prep.tile_index])
+                            reducer.add(
+                                layer_of[prep.tile_index], channel, prep.region, values, weights
+                            )
+                finally:
+                    for prep in prepared:
+                        backend.release(prep)
+            chunk_image, chunk_cov = reducer.result()
+            del reducer
+            chunk_cov = compact_coverage(backend.to_host(chunk_cov))
+            if image is None:
+                image, coverage = backend.to_host(chunk_image), chunk_cov
+            else:
+                image[:, y0:y1] = backend.to_host(chunk_image)
+                if coverage is None and chunk_cov.strides[0] == 0:
+                    coverage_plane[y0:y1] = chunk_cov[0]
+                else:
+                    if coverage is None:  # first chunk whose channels differ: go 3-D
+                        coverage = allocate((n_channels, height, width), np.float32)
+                        coverage[:, :y0] = coverage_plane[None, :y0]
+                    coverage[:, y0:y1] = chunk_cov
+                for done_array in (image, coverage_plane, coverage):
+                    if done_array is not None:
+                        release_pages(done_array)  # memory-mapped results leave RSS
+            del chunk_image, chunk_cov
     if coverage is None:
         coverage = np.broadcast_to(coverage_plane, (n_channels, height, width))
 

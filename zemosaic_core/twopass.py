@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .backends.base import Backend
+from .backends.base import Backend, device_errors
 from .cancel import CancelToken, check_cancel
 from .config import TwoPassSpec
-from .planning import MosaicPlan
+from .planning import BoundingBox, MosaicPlan
 from .progress import ProgressCallback, report
 from .tile import Tile
 
@@ -127,6 +127,13 @@ def _resampled_luminance(
     Where any channel has no data the luminance is NaN and the weight 0.
     """
     box = plan.bboxes[box_index]
+    with device_errors(backend, "resampling for the two-pass gains"):
+        return _luminance_on(backend, tile, plan, box_index, box)
+
+
+def _luminance_on(
+    backend: Backend, tile: Tile, plan: MosaicPlan, box_index: int, box: BoundingBox
+) -> tuple[np.ndarray, np.ndarray]:
     prepared = backend.prepare(tile, box_index, box, plan)
     try:
         xp = backend.xp

@@ -12,6 +12,7 @@ A backend never falls back to another one by itself: any failure is raised as
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
@@ -85,3 +86,11 @@ class Backend(Protocol):
 
     def end_build(self) -> None:
         """Free pools and caches once a build ends (success, error or cancel)."""
+
+
+def device_errors(backend: Backend, action: str) -> contextlib.AbstractContextManager[None]:
+    """Where ``backend`` offers it, turn failures of device work done *outside* the
+    backend (the driver's accumulators and reductions on ``backend.xp``) into
+    ``BackendError``, so the orchestrator's fallback sees every GPU failure."""
+    translate = getattr(backend, "device_errors", None)
+    return translate(action) if translate is not None else contextlib.nullcontext()
