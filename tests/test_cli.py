@@ -94,3 +94,18 @@ def test_console_script_runs_headless(tile_dir, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and "Traceback" not in proc.stderr
+
+
+def test_rebuilding_into_the_input_folder_ignores_the_previous_mosaic(tmp_path, capsys):
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for tile in grid_tiles(2, 1, size=60):
+        write_tile(folder / tile.path.name, tile)
+    out = folder / "mosaic.fits"
+    args = ["build", str(folder), "-o", str(out), "--backend", "cpu", "--no-progress"]
+    assert main(args) == 0
+    assert main(args) == 0  # the first mosaic is now in the folder
+    err = capsys.readouterr().err
+    assert "mosaic.fits: skipped: it is this build's output" in err
+    with fits.open(out) as hdul:
+        assert hdul[0].header["NTILES"] == 2

@@ -153,3 +153,17 @@ def test_downsample_is_nan_aware():
     small = downsample(cube, 25)
     assert max(small.shape[1:]) <= 25
     assert np.isnan(small[:, 0]).all() and np.all(small[:, -1] == 1)
+
+
+def test_accented_tile_names_and_usual_file_mode(tmp_path):
+    import os
+
+    result = _result()
+    result.tile_paths = [Path("M31_nébuleuse.fits"), Path("ngc 7000 – north.fits")]
+    path = write_fits(tmp_path / "m.fits", result)
+    with fits.open(path) as hdul:
+        history = " ".join(str(h) for h in hdul[0].header["HISTORY"])
+    assert "M31_n\\xe9buleuse.fits" in history and "ngc 7000" in history
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600

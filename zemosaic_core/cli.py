@@ -16,7 +16,7 @@ from pathlib import Path
 from .cancel import CancelToken
 from .config import BACKENDS, COMBINES, MATCH_MODES, BuildConfig, CombineSpec, TwoPassSpec
 from .errors import BuildCancelled, NoUsableInputError, UsageError, ZeMosaicError
-from .logsetup import LOG_LEVELS, set_log_level
+from .logsetup import LOG_LEVELS, PRODUCT_LOGGERS, set_log_level
 from .memory import parse_size
 
 logger = logging.getLogger(__name__)
@@ -87,15 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str) -> logging.Handler:
+def _configure_logging(level: str) -> tuple[logging.Handler, dict[str, tuple[int, bool]]]:
+    """Attach a stderr handler to the product's loggers; returns what to restore."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
-    for name in ("zemosaic_core", "zemosaic_gui"):
+    previous = {}
+    for name in PRODUCT_LOGGERS:
         product = logging.getLogger(name)
+        previous[name] = (product.level, product.propagate)
         product.addHandler(handler)
         product.propagate = False
     set_log_level(level, handler)
-    return handler
+    return handler, previous
 
 
 class _ProgressBar:
@@ -238,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     level = getattr(args, "log_level", "INFO")
-    handler = _configure_logging(level)
+    handler, previous = _configure_logging(level)
     commands = {
         "build": _cmd_build,
         "demo-data": _cmd_demo_data,
@@ -255,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("zemosaic: cancelled; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("zemosaic: interrupted; nothing was written", file=sys.stderr)
+        print("zemosaic: interrupted; finished outputs are complete, others were not written",
+              file=sys.stderr)  # fmt: skip
         return EXIT_INTERRUPTED
     except ZeMosaicError as exc:
         logger.debug("details", exc_info=True)
@@ -265,9 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.debug("unexpected failure", exc_info=True)
         print(f"zemosaic: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    finally:
-        for name in ("zemosaic_core", "zemosaic_gui"):
-            logging.getLogger(name).removeHandler(handler)
+    finally:  # leave logging as we found it (main() may run in-process, e.g. in tests)
+        for name, (old_level, old_propagate) in previous.items():
+            product = logging.getLogger(name)
+            product.removeHandler(handler)
+            product.setLevel(old_level)
+            product.propagate = old_propagate
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,6 +32,12 @@ logger = logging.getLogger(__name__)
 TEMP_PREFIX = ".zemosaic-tmp-"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_writable_folder(path: str | Path) -> Path:
     """Refuse an output whose folder is missing or not writable, before any work.
 
@@ -60,6 +66,7 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=target.suffix)
     os.close(fd)  # reopened by name: some writers (tifffile) want a named file object
+    os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
         with open(tmp_name, "wb") as handle:
             yield handle
@@ -129,7 +136,9 @@ def fits_headers(result: BuildResult) -> tuple[fits.Header, fits.Header]:
     cards["DATE"] = (now, "file creation (UTC)")
     cards["CREATOR"] = "ZeMosaic"
     for path in result.tile_paths:
-        cards.add_history(f"tile: {path.name}"[:72])
+        # FITS header text is printable ASCII: escape accents and the like.
+        name = path.name.encode("ascii", "backslashreplace").decode("ascii")
+        cards.add_history("".join(ch for ch in f"tile: {name}" if ch.isprintable())[:72])
     image_shape = result.image.shape[1:] if result.n_channels == 1 else result.image.shape
     primary = _image_header(tuple(image_shape), cards, primary=True)
     cov_cards = result.wcs.to_header(relax=True)

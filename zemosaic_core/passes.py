@@ -174,6 +174,8 @@ class BackendSession:
 
     @staticmethod
     def _log_channels(result: CoaddResult, label: str, pass_index: int) -> None:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return  # min/max over every channel is not free on a large mosaic
         gpu = result.backend == "gpu"
         for channel in range(result.coverage.shape[0]):
             stats = format_cov_stats(result.coverage[channel])

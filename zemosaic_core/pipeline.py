@@ -33,10 +33,27 @@ def _check_outputs(config: BuildConfig) -> None:
     targets = [p for p in (config.output, config.preview, config.tiff) if p is not None]
     for target in targets:
         check_writable_folder(target)
-    if config.scratch is not None and not Path(config.scratch).is_dir():
-        raise UsageError(f"scratch folder does not exist: {config.scratch}")
+    if config.scratch is not None:
+        if not Path(config.scratch).is_dir():
+            raise UsageError(f"scratch folder does not exist: {config.scratch}")
+        check_writable_folder(Path(config.scratch) / "scratch-check")
     if len({Path(t).resolve() for t in targets}) != len(targets):
         raise UsageError("two outputs point to the same file")
+
+
+def _without_outputs(paths: list[Path], config: BuildConfig) -> list[Path]:
+    """Leave this build's own outputs out of its inputs (a rebuild into the same folder
+    must not read the previous mosaic back in as a tile, nor overwrite an input)."""
+    outputs = {
+        Path(p).resolve() for p in (config.output, config.preview, config.tiff) if p is not None
+    }
+    kept = []
+    for path in paths:
+        if path.resolve() in outputs:
+            logger.warning("%s: skipped: it is this build's output, not an input", path)
+        else:
+            kept.append(path)
+    return kept
 
 
 def build_mosaic(
@@ -75,7 +92,7 @@ def build_mosaic(
     """
     started = time.perf_counter()
     _check_outputs(config)
-    paths = discover_inputs(inputs)
+    paths = _without_outputs(discover_inputs(inputs), config)
     if not paths:
         raise NoUsableInputError("no FITS files found in the given inputs")
     budget = split_budget(config.max_memory or default_budget())

@@ -135,7 +135,8 @@ def grid_offset(tile_wcs: WCS, out_wcs: WCS) -> tuple[int, int] | None:
     candidate.wcs.crpix = np.asarray(tile_wcs.wcs.crpix) + np.round(shift)
     if not candidate.wcs.compare(out_wcs.wcs, tolerance=1e-12):
         return None
-    if (tile_wcs.sip is None) != (out_wcs.sip is None) or tile_wcs.sip is not None:
+    distortions = ("sip", "cpdis1", "cpdis2", "det2im1", "det2im2")
+    if any(getattr(w, d, None) is not None for w in (tile_wcs, out_wcs) for d in distortions):
         return None
     dx, dy = (int(v) for v in np.round(shift))
     return dy, dx
