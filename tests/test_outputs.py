@@ -167,3 +167,17 @@ def test_accented_tile_names_and_usual_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+
+
+def test_tiff_rows_run_top_down_and_map_min_max_linearly(tmp_path):
+    import tifffile
+
+    result = _result()
+    data = tifffile.imread(write_tiff(tmp_path / "a.tif", result))
+    lo, hi = np.nanmin(result.image), np.nanmax(result.image)
+    # FITS row 0 (bottom) is the TIFF's last row; values map linearly onto 0..65535.
+    for c in range(3):
+        expected = np.round((result.image[c, 0, 20] - lo) * 65535.0 / (hi - lo))
+        assert abs(int(data[-1, 20, c]) - expected) <= 1
+    assert np.all(data[:, :10] == 0)  # uncovered
+    assert data.max() == 65535

@@ -186,18 +186,36 @@ def write_preview_png(path: str | Path, result: BuildResult, mode: StretchMode =
 
 
 def write_tiff(path: str | Path, result: BuildResult) -> Path:
-    """Write a 16-bit linear TIFF (min..max of the covered data to 0..65535), atomically."""
+    """Write a 16-bit linear TIFF (min..max of the covered data to 0..65535), atomically.
+
+    Works in row bands: no full-size float copies of a large mosaic.
+    """
     import tifffile
 
     cube = result.image
-    finite = cube[np.isfinite(cube)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    channels, height, width = cube.shape
+    rows = max(1, (16 << 20) // max(1, 4 * width))
+    lo, hi = np.inf, -np.inf
+    for y0 in range(0, height, rows):
+        band = cube[:, y0 : y0 + rows]
+        if np.isfinite(band).any():
+            lo, hi = min(lo, float(np.nanmin(band))), max(hi, float(np.nanmax(band)))
+    if not np.isfinite(lo):
+        lo, hi = 0.0, 1.0
     scale = 65535.0 / (hi - lo) if hi > lo else 0.0
-    scaled = np.nan_to_num((cube - lo) * scale, nan=0.0)
-    data = np.clip(scaled + 0.5, 0, 65535).astype(np.uint16)[:, ::-1]
-    data = data[0] if data.shape[0] == 1 else np.ascontiguousarray(data.transpose(1, 2, 0))
-    photometric = "minisblack" if data.ndim == 2 else "rgb"
-    return _write_with(path, lambda handle: tifffile.imwrite(handle, data, photometric=photometric))
+    data = np.empty((height, width, channels), dtype=np.uint16)
+    for y0 in range(0, height, rows):
+        band = np.nan_to_num((cube[:, y0 : y0 + rows] - np.float32(lo)) * np.float32(scale))
+        # FITS row 0 is the bottom row; TIFF row 0 is the top.
+        top = height - y0 - band.shape[1]
+        data[top : height - y0] = (
+            np.clip(band + 0.5, 0, 65535).astype(np.uint16).transpose(1, 2, 0)[::-1]
+        )
+    image = data[:, :, 0] if channels == 1 else data
+    photometric = "minisblack" if channels == 1 else "rgb"
+    return _write_with(
+        path, lambda handle: tifffile.imwrite(handle, image, photometric=photometric)
+    )
 
 
 def crop_to_coverage(

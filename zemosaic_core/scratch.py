@@ -11,6 +11,8 @@ import logging
 import mmap
 import shutil
 import tempfile
+import threading
+import weakref
 from pathlib import Path
 from types import TracebackType
 
@@ -38,6 +40,7 @@ class ScratchSpace:
         self.ram_used = 0
         self._folder: Path | None = None
         self._count = 0
+        self._lock = threading.Lock()
 
     @property
     def folder(self) -> Path | None:
@@ -49,10 +52,19 @@ class ScratchSpace:
     ) -> np.ndarray | None:
         """An uninitialised array in RAM if the budget still allows it, else ``None``."""
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if self.ram_used + nbytes > self.ram_budget:
-            return None
-        self.ram_used += nbytes
-        return np.empty(shape, dtype=dtype)
+        with self._lock:
+            if self.ram_used + nbytes > self.ram_budget:
+                return None
+            self.ram_used += nbytes
+        array = np.empty(shape, dtype=dtype)
+        # The budget comes back when the array is freed (pass 1's result, a dropped
+        # cache entry), so later allocations are not pushed to disk for nothing.
+        weakref.finalize(array, self._give_back, nbytes)
+        return array
+
+    def _give_back(self, nbytes: int) -> None:
+        with self._lock:
+            self.ram_used = max(0, self.ram_used - nbytes)
 
     def allocate(self, shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
         """An uninitialised array: in RAM while the budget allows, else a memmap file."""
