@@ -69,3 +69,13 @@ def test_headless_with_nothing_to_build_is_a_usage_error(tmp_path, capsys):
     status = app.main(["--headless"])
     assert status == 2
     assert "nothing to build" in capsys.readouterr().err
+
+
+def test_platform_problem_reports_a_plugin_qt_cannot_load(monkeypatch):
+    from zemosaic_gui.qtcompat import platform_problem
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert platform_problem() is None
+    monkeypatch.setenv("QT_QPA_PLATFORM", "no-such-platform")
+    problem = platform_problem()
+    assert problem is not None and problem.startswith("Qt cannot open a window")

@@ -259,13 +259,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from PySide6.QtWidgets import QApplication
 
-    from .qtcompat import binding_problem
+    from .qtcompat import binding_problem, platform_problem
     from .theme import apply_theme
 
     problem = binding_problem()
     if problem:
         print(f"zemosaic-gui: {problem}", file=sys.stderr)
         return EXIT_FAILURE
+    if QApplication.instance() is None:
+        # Qt aborts the process when its platform plugin cannot load: ask first.
+        problem = platform_problem()
+        if problem:
+            print(f"zemosaic-gui: {problem}", file=sys.stderr)
+            if _demo_dir(args) is None:
+                return EXIT_FAILURE
+            print("Building the demo mosaic headless instead.", flush=True)
+            return run_headless(args)
 
     app = QApplication.instance()
     owns_app = app is None

@@ -49,3 +49,33 @@ def binding_problem(trials: int = 8) -> str | None:
         f"{sys.version_info.major}.{sys.version_info.minor} that makes the app crash "
         f"('Fatal Python error: bool_dealloc'). Install a sound release: {REMEDY}"
     )
+
+
+#: System packages the Qt xcb plugin needs that a desktop may lack (Debian/Ubuntu names).
+XCB_HINT = "on Debian/Ubuntu: sudo apt install libxcb-cursor0 libxkbcommon-x11-0 libxcb-xinerama0"
+
+
+def platform_problem(timeout: float = 30.0) -> str | None:
+    """Why Qt cannot open a window here, or ``None`` when it can.
+
+    Qt aborts the whole process when its platform plugin cannot load (for example the
+    xcb plugin without ``libxcb-cursor0``), so the check starts a throw-away Python
+    process that creates a ``QApplication`` and reports what Qt said.
+    """
+    import subprocess
+
+    code = "import sys\nfrom PySide6.QtWidgets import QApplication\nQApplication(sys.argv[:1])\n"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"could not check the Qt platform: {exc}"
+    if proc.returncode == 0:
+        return None
+    lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+    said = next((line for line in lines if "qt.qpa" in line and "needed" in line), None)
+    said = said or next((line for line in lines if "platform plugin" in line), None)
+    said = said or (lines[-1] if lines else f"exit status {proc.returncode}")
+    hint = f" ({XCB_HINT})" if "xcb" in proc.stderr else ""
+    return f"Qt cannot open a window: {said}{hint}"
