@@ -149,8 +149,11 @@ def run_headless(args: argparse.Namespace) -> int:
     handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
     level = args.log_level or "INFO"
     for name in ("zemosaic_core", "zemosaic_gui"):
-        logging.getLogger(name).addHandler(handler)
-        logging.getLogger(name).setLevel(level)
+        product = logging.getLogger(name)
+        # Started from the `zemosaic` CLI, the loggers already print: do not double.
+        if not any(isinstance(h, logging.StreamHandler) for h in product.handlers):
+            product.addHandler(handler)
+        product.setLevel(level)
     try:
         inputs: list[Path] = [Path(p) for p in args.inputs]
         demo = _demo_dir(args)
