@@ -52,7 +52,10 @@ def binding_problem(trials: int = 8) -> str | None:
 
 
 #: System packages the Qt xcb plugin needs that a desktop may lack (Debian/Ubuntu names).
-XCB_HINT = "on Debian/Ubuntu: sudo apt install libxcb-cursor0 libxkbcommon-x11-0 libxcb-xinerama0"
+XCB_HINT = (
+    "on Debian/Ubuntu: sudo apt install libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 "
+    "libxkbcommon-x11-0"
+)
 
 
 def platform_problem(timeout: float = 30.0) -> str | None:
