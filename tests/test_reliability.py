@@ -149,3 +149,18 @@ def test_tiny_memory_budget_spills_to_scratch_and_cleans_up(small_dir, tmp_path)
     reference = build_mosaic([small_dir], BuildConfig(output=None, backend="cpu"))
     np.testing.assert_allclose(spilled.image, reference.image, rtol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(spilled.coverage, reference.coverage)
+
+
+def test_full_scratch_disk_is_a_clear_error_not_a_crash(tile_dir, tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = tmp_path / "mosaic.fits"
+    proc = subprocess.run(
+        [ZEMOSAIC, "build", str(tile_dir), "-o", str(out), "--backend", "cpu",
+         "--max-memory", "256K", "--scratch", str(scratch)],
+        capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "scratch folder" in proc.stderr and "no room" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and list(scratch.iterdir()) == []

@@ -7,8 +7,10 @@ and are removed when the space is closed — on success, error and cancel alike.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import mmap
+import os
 import shutil
 import tempfile
 import threading
@@ -17,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+
+from .errors import ZeMosaicError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +81,20 @@ class ScratchSpace:
             logger.info("Memory budget reached: spilling work arrays to %s", self._folder)
         self._count += 1
         path = self._folder / f"array-{self._count}.dat"
-        return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        # Reserve the blocks now: a sparse file that cannot grow later kills the
+        # process with SIGBUS in the middle of a pass, with no message and no cleanup.
+        with open(path, "wb") as handle:
+            try:
+                os.posix_fallocate(handle.fileno(), 0, max(1, nbytes))
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise ZeMosaicError(
+                        f"scratch folder {self._folder.parent} has no room for "
+                        f"{nbytes / 2**20:.0f} MB of work arrays ({exc.strerror}); "
+                        "free some space or choose another with --scratch"
+                    ) from None
+        return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
 
     def close(self) -> None:
         """Remove every spilled file (idempotent)."""
