@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import Backend, PreparedTile, device_errors
+from .backends.base import Backend, device_errors, prepare_all
 from .cancel import CancelToken, check_cancel
 from .config import CombineSpec
 from .coverage import compact_coverage, mean_from_sums, sanitize_coverage
@@ -50,16 +50,6 @@ def _auto_batch(plan: MosaicPlan, members: list[int], n_channels: int, budget: i
     # A prepared tile holds its channels plus coordinates, masks and weights (~7 planes).
     per_tile = max(1, (n_channels + 7) * largest * _FLOAT32)
     return int(max(1, min(len(members), (budget // 2) // per_tile)))
-
-
-def _prepare(
-    backend: Backend, requests: list[tuple[Tile, int, BoundingBox]], plan: MosaicPlan
-) -> list[PreparedTile]:
-    """``backend.prepare`` for each request (in parallel where the backend offers it)."""
-    many = getattr(backend, "prepare_many", None)
-    if many is not None:
-        return many(requests, plan)
-    return [backend.prepare(tile, i, region, plan) for tile, i, region in requests]
 
 
 def _batches(indices: list[int], batch_size: int) -> list[list[int]]:
@@ -169,7 +159,7 @@ def coadd_pass(
                             (tiles[i], i, plan.bboxes[i].intersect(chunk))
                             for i in batch[k : k + step]
                         ]
-                        prepared.extend(_prepare(backend, requests, plan))
+                        prepared.extend(prepare_all(backend, requests, plan))
                         done += len(requests)
                         report(progress, phase, done, total)
                     for channel in range(n_channels):

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .backends.base import Backend, device_errors
+from .backends.base import Backend, PreparedTile, device_errors, prepare_all
 from .cancel import CancelToken, check_cancel
 from .config import TwoPassSpec
-from .planning import BoundingBox, MosaicPlan
+from .planning import MosaicPlan
 from .progress import ProgressCallback, report
 from .tile import Tile
 
@@ -118,38 +118,40 @@ def robust_gain(tile_values: np.ndarray, consensus: np.ndarray) -> float:
     return gain
 
 
-def _resampled_luminance(
-    backend: Backend, tile: Tile, plan: MosaicPlan, box_index: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over channels of the tile and its weight ``W``, resampled onto its box.
+def _resampled_luminances(
+    backend: Backend, tiles: Sequence[Tile], plan: MosaicPlan, indices: Sequence[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Mean over channels and weight ``W`` of several tiles, resampled onto their boxes.
 
-    Uses the backend that ran pass 1 (the CPU reuses the tiles it already resampled).
-    Where any channel has no data the luminance is NaN and the weight 0.
+    Uses the backend that ran pass 1 (the CPU reuses the tiles it already resampled,
+    and resamples the others in parallel). Where any channel has no data the luminance
+    is NaN and the weight 0.
     """
-    box = plan.bboxes[box_index]
+    requests = [(tiles[i], i, plan.bboxes[i]) for i in indices]
     with device_errors(backend, "resampling for the two-pass gains"):
-        return _luminance_on(backend, tile, plan, box_index, box)
+        prepared = prepare_all(backend, requests, plan)
+        try:
+            return [_luminance(backend, prep, tiles[prep.tile_index]) for prep in prepared]
+        finally:
+            for prep in prepared:
+                backend.release(prep)
 
 
-def _luminance_on(
-    backend: Backend, tile: Tile, plan: MosaicPlan, box_index: int, box: BoundingBox
+def _luminance(
+    backend: Backend, prepared: PreparedTile, tile: Tile
 ) -> tuple[np.ndarray, np.ndarray]:
-    prepared = backend.prepare(tile, box_index, box, plan)
-    try:
-        xp = backend.xp
-        total = xp.zeros(box.shape, dtype=xp.float32)
-        weight = None
-        valid = None
-        for channel in range(tile.n_channels):
-            values, weights = backend.sample(prepared, channel)
-            total += values
-            valid = weights > 0 if valid is None else valid & (weights > 0)
-            weight = weights if weight is None else weight
-        luminance = xp.where(valid, total / xp.float32(tile.n_channels), xp.float32(np.nan))
-        weight = xp.where(valid, weight, xp.float32(0))
-        return backend.to_host(luminance), backend.to_host(weight)
-    finally:
-        backend.release(prepared)
+    xp = backend.xp
+    total = xp.zeros(prepared.region.shape, dtype=xp.float32)
+    weight = None
+    valid = None
+    for channel in range(tile.n_channels):
+        values, weights = backend.sample(prepared, channel)
+        total += values
+        valid = weights > 0 if valid is None else valid & (weights > 0)
+        weight = weights if weight is None else weight
+    luminance = xp.where(valid, total / xp.float32(tile.n_channels), xp.float32(np.nan))
+    weight = xp.where(valid, weight, xp.float32(0))
+    return backend.to_host(luminance), backend.to_host(weight)
 
 
 @dataclass
@@ -180,40 +182,39 @@ def _collect_samples(
     lattice = well[::stride, ::stride]
     slot = np.full(lattice.shape, -1, dtype=np.int32 if lattice.size < 2**31 else np.int64)
     slot[lattice] = np.arange(int(lattice.sum()), dtype=slot.dtype)
-    samples = []
-    for i, tile in enumerate(tiles):
+    empty = np.empty(0, dtype=np.float64)
+    nothing = np.empty(0, dtype=np.int64)
+    samples = [_TileSamples(nothing, empty, empty, False, nothing) for _ in tiles]
+    todo = [i for i, box in enumerate(plan.bboxes) if not box.is_empty]
+    step = max(1, int(getattr(backend, "prepare_threads", 1)))  # tiles resampled at once
+    for k in range(0, len(todo), step):
         check_cancel(cancel)
-        box = plan.bboxes[i]
-        empty = np.empty(0, dtype=np.float64)
-        if box.is_empty:
-            nothing = np.empty(0, dtype=np.int64)
-            samples.append(_TileSamples(nothing, empty, empty, False, nothing))
-            continue
-        lum, weight = _resampled_luminance(backend, tile, plan, i)
-        valid = well[box.slices] & (weight > 0) & np.isfinite(lum)
-        needed = max(
-            spec.min_valid_pixels,
-            int(spec.min_valid_fraction * tile.shape[0] * tile.shape[1]),
-        )
-        n_valid = int(valid.sum())
-        if n_valid < needed:
-            logger.debug("[TwoPass] %s: %d valid px < %d: gain 1", tile.name, n_valid, needed)
-        # This tile's pixels that fall on the lattice.
-        oy, ox = (-box.y0) % stride, (-box.x0) % stride
-        on = valid[oy::stride, ox::stride]
-        ly, lx = (box.y0 + oy) // stride, (box.x0 + ox) // stride
-        slots = slot[ly : ly + on.shape[0], lx : lx + on.shape[1]][on]
-        n_on = int(on.sum())
-        samples.append(
-            _TileSamples(
-                index=slots,
+        group = todo[k : k + step]
+        for i, (lum, weight) in zip(
+            group, _resampled_luminances(backend, tiles, plan, group), strict=True
+        ):
+            tile, box = tiles[i], plan.bboxes[i]
+            valid = well[box.slices] & (weight > 0) & np.isfinite(lum)
+            needed = max(
+                spec.min_valid_pixels,
+                int(spec.min_valid_fraction * tile.shape[0] * tile.shape[1]),
+            )
+            n_valid = int(valid.sum())
+            if n_valid < needed:
+                logger.debug("[TwoPass] %s: %d valid px < %d: gain 1", tile.name, n_valid, needed)
+            # This tile's pixels that fall on the lattice.
+            oy, ox = (-box.y0) % stride, (-box.x0) % stride
+            on = valid[oy::stride, ox::stride]
+            ly, lx = (box.y0 + oy) // stride, (box.x0 + ox) // stride
+            n_on = int(on.sum())
+            samples[i] = _TileSamples(
+                index=slot[ly : ly + on.shape[0], lx : lx + on.shape[1]][on],
                 luminance=lum[oy::stride, ox::stride][on].astype(np.float64),
                 weight=weight[oy::stride, ox::stride][on].astype(np.float64),
                 eligible=n_valid >= needed,
                 fit=np.arange(0, n_on, max(1, n_on // _FIT_SAMPLES)),
             )
-        )
-        report(progress, "two-pass gains", i + 1, len(tiles))
+        report(progress, "two-pass gains", k + len(group), len(todo))
     return samples
 
 

@@ -13,6 +13,7 @@ A backend never falls back to another one by itself: any failure is raised as
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
@@ -94,3 +95,14 @@ def device_errors(backend: Backend, action: str) -> contextlib.AbstractContextMa
     ``BackendError``, so the orchestrator's fallback sees every GPU failure."""
     translate = getattr(backend, "device_errors", None)
     return translate(action) if translate is not None else contextlib.nullcontext()
+
+
+def prepare_all(
+    backend: Backend, requests: Sequence[tuple[Tile, int, BoundingBox]], plan: MosaicPlan
+) -> list[PreparedTile]:
+    """``backend.prepare`` for each ``(tile, tile_index, region)``, in parallel where the
+    backend offers ``prepare_many`` (the CPU's thread pool), in order."""
+    many = getattr(backend, "prepare_many", None)
+    if many is not None:
+        return many(list(requests), plan)
+    return [backend.prepare(tile, i, region, plan) for tile, i, region in requests]
