@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +14,6 @@ from synthetic import grid_tiles, write_tile
 from zemosaic_core.cli import main
 
 
-def sha256_files(paths):
-    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
-
-
 @pytest.fixture(scope="module")
 def tile_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli_tiles")
@@ -27,8 +22,8 @@ def tile_dir(tmp_path_factory):
     return folder
 
 
-def test_build_writes_fits_preview_and_tiff(tile_dir, tmp_path, capsys):
-    before = sha256_files(sorted(tile_dir.iterdir()))
+def test_build_writes_fits_preview_and_tiff(tile_dir, tmp_path, capsys, file_hashes):
+    before = file_hashes(sorted(tile_dir.iterdir()))
     out = tmp_path / "m.fits"
     code = main(
         [
@@ -45,7 +40,7 @@ def test_build_writes_fits_preview_and_tiff(tile_dir, tmp_path, capsys):
         image, coverage = hdul[0].data, hdul["COVERAGE"].data
         assert np.array_equal(np.isnan(image[0]), coverage == 0)
     assert (tmp_path / "m.png").stat().st_size > 1000 and (tmp_path / "m.tif").exists()
-    assert sha256_files(sorted(tile_dir.iterdir())) == before
+    assert file_hashes(sorted(tile_dir.iterdir())) == before
 
 
 def test_no_usable_input_exits_2_with_one_line(tmp_path, capsys):

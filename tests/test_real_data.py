@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import numpy as np
@@ -11,13 +10,9 @@ from astropy.io import fits
 from zemosaic_core import BuildConfig, TwoPassSpec, build_mosaic
 
 
-def _hashes(paths):
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-
-
-def test_seestar_raw_bayer_subs_stack_to_rgb(real_data, tmp_path):
+def test_seestar_raw_bayer_subs_stack_to_rgb(real_data, tmp_path, file_hashes):
     folder = real_data / "seestar_ngc7023"
-    before = _hashes(sorted(folder.iterdir()))
+    before = file_hashes(sorted(folder.iterdir()))
     out = tmp_path / "seestar.fits"
     result = build_mosaic([folder], BuildConfig(output=out, backend="cpu"))
     assert result.image.shape[0] == 3 and len(result.tile_paths) == 4
@@ -27,7 +22,7 @@ def test_seestar_raw_bayer_subs_stack_to_rgb(real_data, tmp_path):
     covered = result.coverage[0] == 4
     medians = [float(np.median(result.image[c][covered])) for c in range(3)]
     assert all(m > 0 for m in medians) and max(medians) / min(medians) < 3
-    assert _hashes(sorted(folder.iterdir())) == before
+    assert file_hashes(sorted(folder.iterdir())) == before
 
 
 def test_equatorial_and_galactic_surveys_mosaic_together(real_data, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import resource
 import signal
 import subprocess
@@ -23,10 +22,6 @@ from zemosaic_core.scratch import SCRATCH_PREFIX
 ZEMOSAIC = str(Path(sys.executable).with_name("zemosaic"))
 
 
-def _hashes(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
-
-
 @pytest.fixture(scope="module")
 def tile_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rel_tiles")
@@ -42,8 +37,8 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("delay", [0.3, 1.2, 2.5, 4.0])
-def test_sigkill_keeps_the_previous_output(tile_dir, tmp_path, delay):
-    inputs_before = _hashes(tile_dir)
+def test_sigkill_keeps_the_previous_output(tile_dir, tmp_path, delay, file_hashes):
+    inputs_before = file_hashes(sorted(tile_dir.iterdir()))
     out = tmp_path / "mosaic.fits"
     out.write_bytes(b"previous mosaic, must survive")
     proc = subprocess.Popen(
@@ -63,7 +58,7 @@ def test_sigkill_keeps_the_previous_output(tile_dir, tmp_path, delay):
             assert hdul[0].header["NTILES"] == 6 and "COVERAGE" in hdul
     finished = [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert set(finished) <= {"mosaic.fits", "mosaic.png"}
-    assert _hashes(tile_dir) == inputs_before
+    assert file_hashes(sorted(tile_dir.iterdir())) == inputs_before
 
 
 def _limit_file_size():

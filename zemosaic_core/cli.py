@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -183,57 +182,24 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _has_display() -> bool:
-    if sys.platform != "linux":
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def ensure_demo_tiles(directory: Path) -> list[Path]:
-    """The demo tiles in ``directory``, generated on first use."""
-    from .demo import write_demo_tiles
-
-    existing = sorted(directory.glob("*.fits")) if directory.is_dir() else []
-    if existing:
-        return existing
-    logger.info("Generating the demo tiles in %s (first run)", directory)
-    return write_demo_tiles(directory)
+def _gui_main():
+    """The desktop app's entry point (imported on demand: the core never needs Qt)."""
+    try:
+        from zemosaic_gui.app import main as gui_main
+    except ImportError as exc:
+        raise ZeMosaicError(f"the desktop app is not available: {exc}") from None
+    return gui_main
 
 
 def _cmd_run_demo(args: argparse.Namespace) -> int:
-    if not args.headless and _has_display():
-        try:
-            from zemosaic_gui.app import main as gui_main
-        except ImportError as exc:  # the GUI package is optional for the core
-            raise ZeMosaicError(f"the desktop app is not available: {exc}") from None
-        return int(
-            gui_main(["--demo", str(args.demo_dir), "--output-dir", str(args.output_dir)]) or 0
-        )
-    from .pipeline import build_mosaic
-
-    if not args.headless:
-        print("No display found: building the demo mosaic headless instead.", flush=True)
-    tiles = ensure_demo_tiles(args.demo_dir)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    config = BuildConfig(
-        output=args.output_dir / "demo_mosaic.fits",
-        preview=args.output_dir / "demo_mosaic.png",
-        backend="auto",
-    )
-    bar = _ProgressBar(enabled=sys.stderr.isatty())
-    try:
-        result = build_mosaic(tiles, config, progress=bar)
-    finally:
-        bar.close()
-    print(f"Mosaic FITS: {result.outputs['fits'].resolve()}")
-    print(f"Preview PNG: {result.outputs['preview'].resolve()}")
-    return EXIT_OK
+    # The app owns the launch rules (display detection, the Qt platform check, demo
+    # tiles on first run, the headless fallback): one place for them.
+    argv = ["--demo", str(args.demo_dir), "--output-dir", str(args.output_dir)]
+    return int(_gui_main()([*argv, "--headless"] if args.headless else argv) or 0)
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
-    from zemosaic_gui.app import main as gui_main
-
-    return int(gui_main(list(args.inputs)) or 0)
+    return int(_gui_main()(list(args.inputs)) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
