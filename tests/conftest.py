@@ -44,7 +44,7 @@ def file_hashes():
 @_pytest.fixture(scope="session")
 def gui_demo_tiles(tmp_path_factory) -> list:
     """Six small (200 px) RGB demo tiles, written once per session; returns their paths."""
-    from zemosaic_core.demo import write_demo_tiles
+    from zemosaic_core.datasets.demo import write_demo_tiles
 
     return list(write_demo_tiles(tmp_path_factory.mktemp("gui_demo"), tile_size=200))
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from badfits import BAD_CASES, inf_pixels, odd_name, write_good_mono, write_good_rgb
 
-from zemosaic_core.cancel import CancelToken
 from zemosaic_core.errors import BuildCancelled, InputError, NoUsableInputError
-from zemosaic_core.loading import discover_inputs, load_tile, load_tiles, probe_input
+from zemosaic_core.io.loading import discover_inputs, load_tile, load_tiles, probe_input
+from zemosaic_core.runtime.cancel import CancelToken
 
 CORE = "zemosaic_core"
 

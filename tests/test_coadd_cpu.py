@@ -8,10 +8,10 @@ from reproject import reproject_interp
 from reproject.mosaicking import reproject_and_coadd
 from synthetic import grid_tiles
 
-from zemosaic_core.backends.cpu import CpuBackend
-from zemosaic_core.coadd import coadd_pass
 from zemosaic_core.config import CombineSpec
-from zemosaic_core.planning import BoundingBox, MosaicPlan, plan_mosaic
+from zemosaic_core.engine.backends.cpu import CpuBackend
+from zemosaic_core.engine.coadd import coadd_pass
+from zemosaic_core.geometry.planning import BoundingBox, MosaicPlan, plan_mosaic
 
 MEAN = CombineSpec("mean")
 

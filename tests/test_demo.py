@@ -1,4 +1,4 @@
-"""Tests of the synthetic demo tiles (zemosaic_core.demo)."""
+"""Tests of the synthetic demo tiles (zemosaic_core.datasets.demo)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from reproject import reproject_interp
 from scipy import ndimage
 
-from zemosaic_core import demo
-from zemosaic_core.demo import (
+from zemosaic_core.datasets import demo
+from zemosaic_core.datasets.demo import (
     DEMO_CENTER,
     SKY_LEVEL,
     SyntheticSky,

@@ -11,8 +11,8 @@ from reproject import reproject_interp
 from scipy import ndimage
 
 from zemosaic_core import BuildConfig, build_mosaic
-from zemosaic_core.demo import write_demo_tiles
-from zemosaic_core.loading import load_tiles
+from zemosaic_core.datasets.demo import write_demo_tiles
+from zemosaic_core.io.loading import load_tiles
 
 
 @pytest.fixture(scope="module")

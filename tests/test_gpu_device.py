@@ -9,9 +9,15 @@ import types
 import numpy as np
 import pytest
 
-from zemosaic_core.backends import CpuBackend, DeviceInfo, GpuBackend, create_backend, detect_gpu
-from zemosaic_core.backends import device as device_module
-from zemosaic_core.backends.device import (
+from zemosaic_core.engine.backends import (
+    CpuBackend,
+    DeviceInfo,
+    GpuBackend,
+    create_backend,
+    detect_gpu,
+)
+from zemosaic_core.engine.backends import device as device_module
+from zemosaic_core.engine.backends.device import (
     FailSpec,
     parse_fail_spec,
     simulated_failure,
@@ -19,7 +25,7 @@ from zemosaic_core.backends.device import (
 )
 from zemosaic_core.errors import BackendError
 
-DEVICE_LOGGER = "zemosaic_core.backends.device"
+DEVICE_LOGGER = "zemosaic_core.engine.backends.device"
 
 
 @pytest.fixture

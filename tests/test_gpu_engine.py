@@ -17,19 +17,19 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from scipy import ndimage
 
-from zemosaic_core.backends import CpuBackend, GpuBackend, detect_gpu
-from zemosaic_core.backends.gpu import SimulatedOutOfMemory, _window
-from zemosaic_core.backends.mapping import (
+from zemosaic_core.config import CombineSpec
+from zemosaic_core.engine.backends import CpuBackend, GpuBackend, detect_gpu
+from zemosaic_core.engine.backends.gpu import SimulatedOutOfMemory, _window
+from zemosaic_core.engine.backends.mapping import (
     DEFAULT_STEP,
     MAP_TOLERANCE,
     choose_step,
     coordinate_map,
     exact_positions,
 )
-from zemosaic_core.coadd import coadd_pass
-from zemosaic_core.config import CombineSpec
+from zemosaic_core.engine.coadd import coadd_pass
 from zemosaic_core.errors import BackendError
-from zemosaic_core.planning import BoundingBox, MosaicPlan, plan_mosaic
+from zemosaic_core.geometry.planning import BoundingBox, MosaicPlan, plan_mosaic
 from zemosaic_core.tile import Tile
 
 MEAN = CombineSpec("mean")
@@ -263,13 +263,13 @@ def test_row_chunks_and_batches_give_the_same_mosaic(mosaic):
 
 def _has_rejection() -> bool:
     try:
-        from zemosaic_core import rejection  # noqa: F401
+        from zemosaic_core.engine import rejection  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-@pytest.mark.skipif(not _has_rejection(), reason="zemosaic_core.rejection not there yet")
+@pytest.mark.skipif(not _has_rejection(), reason="zemosaic_core.engine.rejection not there yet")
 @pytest.mark.parametrize("method", ["median", "kappa-sigma"])
 def test_stack_combines_parity_with_cpu(mosaic, band, method):
     tiles, plan = mosaic
@@ -547,11 +547,11 @@ def test_device_failures_in_the_driver_surface_as_backend_errors():
 
     from synthetic import grid_tiles
 
-    from zemosaic_core.backends import CpuBackend, GpuBackend
-    from zemosaic_core.coadd import coadd_pass
     from zemosaic_core.config import CombineSpec
+    from zemosaic_core.engine.backends import CpuBackend, GpuBackend
+    from zemosaic_core.engine.coadd import coadd_pass
     from zemosaic_core.errors import BackendError
-    from zemosaic_core.planning import plan_mosaic
+    from zemosaic_core.geometry.planning import plan_mosaic
 
     tiles = grid_tiles(2, 1, size=40)
     plan, tiles = plan_mosaic(tiles)

@@ -98,7 +98,7 @@ def test_handler_formats_exceptions_and_short_names(qtbot):
     handler = QtLogHandler(logging.DEBUG)
     got = []
     handler.record_logged.connect(lambda lv, name, msg, t: got.append((lv, name, msg)))
-    logger = logging.getLogger("zemosaic_core.passes")
+    logger = logging.getLogger("zemosaic_core.engine.passes")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:

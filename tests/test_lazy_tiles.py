@@ -6,7 +6,7 @@ import numpy as np
 from synthetic import grid_tiles, write_tile
 
 from zemosaic_core import BuildConfig, build_mosaic
-from zemosaic_core.loading import load_tiles
+from zemosaic_core.io.loading import load_tiles
 from zemosaic_core.tile import LazyTile, Tile
 
 

@@ -16,7 +16,8 @@ from badfits import rgb_data, sha256_files, tan_header, write_good_rgb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zemosaic_core.debayer import (
+from zemosaic_core.errors import InputError
+from zemosaic_core.io.debayer import (
     BAYER_PATTERNS,
     array_pattern,
     bayer_masks,
@@ -25,8 +26,7 @@ from zemosaic_core.debayer import (
     normalize_pattern,
     shift_pattern,
 )
-from zemosaic_core.errors import InputError
-from zemosaic_core.loading import (
+from zemosaic_core.io.loading import (
     FITS_PATTERNS,
     discover_inputs,
     is_fits_name,

@@ -1,4 +1,4 @@
-"""Tests of photometric matching (:mod:`zemosaic_core.matching`).
+"""Tests of photometric matching (:mod:`zemosaic_core.photometry.matching`).
 
 The sky is built here: a smooth background with a gradient, a few soft nebulae and a
 few hundred gaussian stars, evaluated analytically in one tangent plane so that any
@@ -17,9 +17,9 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 from reproject import reproject_interp
 
-from zemosaic_core import matching
-from zemosaic_core.matching import MatchResult, block_median, coarse_factor, match_tiles
-from zemosaic_core.planning import plan_mosaic
+from zemosaic_core.geometry.planning import plan_mosaic
+from zemosaic_core.photometry import matching
+from zemosaic_core.photometry.matching import MatchResult, block_median, coarse_factor, match_tiles
 from zemosaic_core.tile import Tile
 
 CENTER = (210.0, 35.0)
@@ -231,7 +231,7 @@ def test_overlap_of_pure_noise_gives_no_gain(caplog):
         wcs = tan_wcs(center, (180, 180), 0.0)
         tiles.append(Tile(data=data.astype(np.float32), wcs=wcs, path=Path(f"flat{k}.fits")))
     plan, _ = plan_mosaic(tiles)
-    with caplog.at_level(logging.WARNING, logger="zemosaic_core.matching"):
+    with caplog.at_level(logging.WARNING, logger="zemosaic_core.photometry.matching"):
         result = match_tiles(tiles, plan)
     assert not caplog.records
     assert np.all(result.gains == 1.0)
@@ -242,7 +242,7 @@ def test_overlap_of_pure_noise_gives_no_gain(caplog):
 
 def test_real_noise_dominated_overlap_gives_no_wild_gain(real_data):
     """Two INTEGRAL/ISGRI sky images (noise and a few sources): gains stay 1."""
-    from zemosaic_core.loading import load_tiles
+    from zemosaic_core.io.loading import load_tiles
 
     paths = sorted((real_data / "isgri_integral").glob("isgri_sky_ima_*.fits.gz"))
     tiles = load_tiles(paths).tiles
@@ -375,7 +375,7 @@ def test_isolated_tile_is_left_as_is_with_a_warning(mosaic, caplog):
     group = list(tiles) + [lonely]
     plan, kept = plan_mosaic(group, keep_isolated=True)
     assert len(kept) == len(group)
-    with caplog.at_level(logging.WARNING, logger="zemosaic_core.matching"):
+    with caplog.at_level(logging.WARNING, logger="zemosaic_core.photometry.matching"):
         result = match_tiles(group, plan)
     assert result.tiles[-1] is lonely
     assert result.gains[-1] == 1.0 and np.all(result.offsets[-1] == 0.0)
@@ -399,7 +399,7 @@ def test_deterministic(mosaic, matched):
 
 def test_logs_summary_and_per_tile_lines(mosaic, caplog):
     tiles, plan = mosaic
-    with caplog.at_level(logging.DEBUG, logger="zemosaic_core.matching"):
+    with caplog.at_level(logging.DEBUG, logger="zemosaic_core.photometry.matching"):
         match_tiles(tiles, plan)
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
@@ -440,8 +440,8 @@ def sky_noise(tiles: list[Tile]) -> float:
 
 
 def test_demo_tiles_match_without_seams(tmp_path):
-    demo = pytest.importorskip("zemosaic_core.demo")
-    loading = pytest.importorskip("zemosaic_core.loading")
+    demo = pytest.importorskip("zemosaic_core.datasets.demo")
+    loading = pytest.importorskip("zemosaic_core.io.loading")
     paths = demo.write_demo_tiles(tmp_path, seed=0, tile_size=200)
     tiles = loading.load_tiles(paths).tiles
     plan, kept = plan_mosaic(tiles)
@@ -485,7 +485,7 @@ def test_separate_groups_are_matched_within_themselves(caplog):
     group = tiles + shifted
     plan, kept = plan_mosaic(group, keep_isolated=True)
     assert len(kept) == 4
-    with caplog.at_level(logging.WARNING, logger="zemosaic_core.matching"):
+    with caplog.at_level(logging.WARNING, logger="zemosaic_core.photometry.matching"):
         result = match_tiles(group, plan)
     # Equal overlaps: the reference is the first tile of one group, and the first tile
     # of the other group is that group's own reference.
@@ -505,7 +505,7 @@ def test_out_of_range_gain_is_clipped_with_a_warning(caplog):
     gains = (1.0, 0.3, 1.0, 1.0, 1.0, 1.0)  # tile 1 would need a gain of 3.3
     tiles, _ = make_tiles(gains=gains)
     plan, _ = plan_mosaic(tiles)
-    with caplog.at_level(logging.WARNING, logger="zemosaic_core.matching"):
+    with caplog.at_level(logging.WARNING, logger="zemosaic_core.photometry.matching"):
         result = match_tiles(tiles, plan)
     assert result.reference != 1
     assert result.gains[1] == pytest.approx(matching.GAIN_LIMITS[1])
@@ -514,8 +514,8 @@ def test_out_of_range_gain_is_clipped_with_a_warning(caplog):
 
 
 def test_cancel_and_progress(mosaic):
-    from zemosaic_core.cancel import CancelToken
     from zemosaic_core.errors import BuildCancelled
+    from zemosaic_core.runtime.cancel import CancelToken
 
     tiles, plan = mosaic
     calls = []
@@ -569,7 +569,7 @@ def synthetic_pairs(corrupt: tuple[int, int] | None, seed: int = 0):
 def test_global_solve_rejects_an_inconsistent_pair(caplog):
     names = [f"t{i}" for i in range(9)]
     pairs, gains, offsets = synthetic_pairs(corrupt=(4, 5))
-    with caplog.at_level(logging.DEBUG, logger="zemosaic_core.matching"):
+    with caplog.at_level(logging.DEBUG, logger="zemosaic_core.photometry.matching"):
         _, got_gains, got_offsets = matching._solve_global(9, 3, pairs, [0], True, names, None)
     assert any("t4 / t5 rejected" in r.getMessage() for r in caplog.records)
     np.testing.assert_allclose(got_gains, gains, rtol=0.003)
@@ -577,7 +577,7 @@ def test_global_solve_rejects_an_inconsistent_pair(caplog):
     # Clean pairs: nothing rejected, the same answer.
     caplog.clear()
     pairs, _, _ = synthetic_pairs(corrupt=None)
-    with caplog.at_level(logging.DEBUG, logger="zemosaic_core.matching"):
+    with caplog.at_level(logging.DEBUG, logger="zemosaic_core.photometry.matching"):
         _, clean_gains, _ = matching._solve_global(9, 3, pairs, [0], True, names, None)
     assert not any("rejected" in r.getMessage() for r in caplog.records)
     np.testing.assert_allclose(clean_gains, gains, rtol=0.003)

@@ -10,8 +10,9 @@ from astropy.io import fits
 from PIL import Image
 from synthetic import make_wcs, sky
 
+from zemosaic_core.display.stretch import downsample, stretch_rgb
 from zemosaic_core.errors import UsageError, ZeMosaicError
-from zemosaic_core.outputs import (
+from zemosaic_core.io.outputs import (
     TEMP_PREFIX,
     atomic_write,
     check_writable_folder,
@@ -22,7 +23,6 @@ from zemosaic_core.outputs import (
     write_tiff,
 )
 from zemosaic_core.result import BuildResult
-from zemosaic_core.stretch import downsample, stretch_rgb
 
 
 def _result(n_channels: int = 3) -> BuildResult:

@@ -104,7 +104,7 @@ def test_cpu_backend_never_warns(tile_dir, tmp_path, caplog, monkeypatch):
 
 
 def test_gpu_without_a_device_falls_back_once(tile_dir, tmp_path, caplog, monkeypatch):
-    from zemosaic_core.backends import detect_gpu
+    from zemosaic_core.engine.backends import detect_gpu
 
     monkeypatch.delenv("ZEMOSAIC_GPU_SIMULATE", raising=False)
     if detect_gpu().available:

@@ -10,7 +10,7 @@ from astropy.wcs.utils import pixel_to_pixel
 from synthetic import grid_tiles, make_wcs, sky
 
 from zemosaic_core.errors import PlanningError
-from zemosaic_core.planning import plan_mosaic
+from zemosaic_core.geometry.planning import plan_mosaic
 from zemosaic_core.tile import Tile
 
 

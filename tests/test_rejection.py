@@ -1,4 +1,4 @@
-"""Tests of the per-pixel stack combines (:mod:`zemosaic_core.rejection`)."""
+"""Tests of the per-pixel stack combines (:mod:`zemosaic_core.engine.rejection`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zemosaic_core.config import COMBINES, CombineSpec
-from zemosaic_core.rejection import combine_stack
+from zemosaic_core.engine.rejection import combine_stack
 
 METHODS = COMBINES  # ("mean", "median", "kappa-sigma", "winsorized")
 
@@ -133,7 +133,7 @@ def test_winsorized_quantile_limits():
     ],
 )
 def test_winsorized_sigma_is_the_largest_huber_fixed_point(samples):
-    from zemosaic_core import rejection
+    from zemosaic_core.engine import rejection
 
     x = np.sort(np.asarray(samples, np.float32))[:, None]
     keep = np.ones(x.shape, bool)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from synthetic import grid_tiles, write_tile
 
 from zemosaic_core import BuildCancelled, BuildConfig, CancelToken, build_mosaic
-from zemosaic_core.outputs import TEMP_PREFIX
-from zemosaic_core.scratch import SCRATCH_PREFIX
+from zemosaic_core.io.outputs import TEMP_PREFIX
+from zemosaic_core.runtime.scratch import SCRATCH_PREFIX
 
 ZEMOSAIC = str(Path(sys.executable).with_name("zemosaic"))
 

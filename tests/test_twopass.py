@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from synthetic import grid_tiles
 
-from zemosaic_core.backends.cpu import CpuBackend
-from zemosaic_core.coadd import coadd_pass
 from zemosaic_core.config import CombineSpec, TwoPassSpec
-from zemosaic_core.planning import plan_mosaic
-from zemosaic_core.twopass import blurred_coverage, compute_gains, well_covered_mask
+from zemosaic_core.engine.backends.cpu import CpuBackend
+from zemosaic_core.engine.coadd import coadd_pass
+from zemosaic_core.geometry.planning import plan_mosaic
+from zemosaic_core.photometry.twopass import blurred_coverage, compute_gains, well_covered_mask
 
 MEAN = CombineSpec("mean")
 SPEC = TwoPassSpec(sigma=20.0)
@@ -104,7 +104,7 @@ def test_gate_needs_two_tiles():
 
 
 def test_gains_from_cpu_and_simulated_gpu_agree(clean):
-    from zemosaic_core.backends import GpuBackend
+    from zemosaic_core.engine.backends import GpuBackend
 
     tiles, plan, _ = clean
     scaled = list(tiles)
@@ -125,7 +125,7 @@ def test_gains_from_cpu_and_simulated_gpu_agree(clean):
 
 
 def test_gains_on_a_coarse_lattice_match_the_full_grid(clean, monkeypatch):
-    from zemosaic_core import twopass
+    from zemosaic_core.photometry import twopass
 
     tiles, plan, _ = clean
     scaled = list(tiles)

@@ -5,7 +5,6 @@ lower-level steps live in their modules (``loading``, ``planning``, ``matching``
 ``coadd``, ``passes``, ``twopass``, ``outputs``, ``stretch``).
 """
 
-from .cancel import CancelToken
 from .config import BuildConfig, CombineSpec, TwoPassSpec
 from .errors import (
     BackendError,
@@ -17,6 +16,7 @@ from .errors import (
     ZeMosaicError,
 )
 from .result import BuildResult, CoaddResult
+from .runtime.cancel import CancelToken
 from .tile import Tile
 
 __version__ = "0.1.0"

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cancel import CancelToken
 from .config import BACKENDS, COMBINES, MATCH_MODES, BuildConfig, CombineSpec, TwoPassSpec
 from .errors import BuildCancelled, NoUsableInputError, UsageError, ZeMosaicError
-from .logsetup import LOG_LEVELS, PRODUCT_LOGGERS, set_log_level
-from .memory import parse_size
+from .runtime.cancel import CancelToken
+from .runtime.logsetup import LOG_LEVELS, PRODUCT_LOGGERS, set_log_level
+from .runtime.memory import parse_size
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from .demo import write_demo_tiles
+    from .datasets.demo import write_demo_tiles
 
     paths = write_demo_tiles(args.directory, seed=args.seed)
     print(f"wrote {len(paths)} demo tiles to {args.directory}")

@@ -7,24 +7,24 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cancel import CancelToken, check_cancel
 from .config import BuildConfig
+from .engine.passes import BackendSession
 from .errors import InputError, NoUsableInputError, UsageError
-from .loading import discover_inputs, load_tiles
-from .matching import match_tiles
-from .memory import default_budget, split_budget
-from .outputs import (
+from .geometry.planning import plan_mosaic
+from .io.loading import discover_inputs, load_tiles
+from .io.outputs import (
     check_writable_folder,
     crop_to_coverage,
     write_fits,
     write_preview_png,
     write_tiff,
 )
-from .passes import BackendSession
-from .planning import plan_mosaic
-from .progress import ProgressCallback, report
+from .photometry.matching import match_tiles
 from .result import BuildResult
-from .scratch import ScratchSpace
+from .runtime.cancel import CancelToken, check_cancel
+from .runtime.memory import default_budget, split_budget
+from .runtime.progress import ProgressCallback, report
+from .runtime.scratch import ScratchSpace
 
 logger = logging.getLogger(__name__)
 

@@ -114,7 +114,7 @@ def ensure_demo_tiles(directory: Path, tile_size: int | None = None) -> list[Pat
     existing = sorted(directory.glob("*.fits")) if directory.is_dir() else []
     if existing:
         return existing
-    from zemosaic_core.demo import write_demo_tiles
+    from zemosaic_core.datasets.demo import write_demo_tiles
 
     print(f"Writing the demo tiles to {directory} (first run)…", flush=True)
     kwargs = {"tile_size": tile_size} if tile_size else {}

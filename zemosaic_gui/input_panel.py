@@ -1,6 +1,6 @@
 """The input list: files and folders to build from, each with its status.
 
-Folders are expanded at once (``zemosaic_core.loading.discover_inputs``); each file's
+Folders are expanded at once (``zemosaic_core.io.loading.discover_inputs``); each file's
 header is then checked in a worker thread (``probe_input``) so a folder of hundreds of
 frames never freezes the window. Every row says ``ok`` (with channels and shape) or
 ``skipped`` and why; a summary counts them and adds up their size.
@@ -69,13 +69,13 @@ def format_size(size: float) -> str:
 
 
 def _default_discover(paths: Sequence[Path]) -> list[Path]:
-    from zemosaic_core.loading import discover_inputs
+    from zemosaic_core.io.loading import discover_inputs
 
     return list(discover_inputs(paths))
 
 
 def _default_probe(path: Path) -> Any:
-    from zemosaic_core.loading import probe_input
+    from zemosaic_core.io.loading import probe_input
 
     return probe_input(path)
 
@@ -213,9 +213,9 @@ class InputPanel(QWidget):
     Parameters
     ----------
     discover : callable, optional
-        ``paths -> list of Path`` (default ``zemosaic_core.loading.discover_inputs``).
+        ``paths -> list of Path`` (default ``zemosaic_core.io.loading.discover_inputs``).
     probe : callable, optional
-        ``path -> InputProbe`` (default ``zemosaic_core.loading.probe_input``).
+        ``path -> InputProbe`` (default ``zemosaic_core.io.loading.probe_input``).
     parent : QWidget, optional
 
     Signals

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from PySide6.QtCore import QObject, Signal
 
-from zemosaic_core.logsetup import PRODUCT_LOGGERS, set_log_level
+from zemosaic_core.runtime.logsetup import PRODUCT_LOGGERS, set_log_level
 
 #: Loggers whose level the GUI controls (DESIGN §6).
 CONTROLLED_LOGGERS: tuple[str, ...] = PRODUCT_LOGGERS
@@ -76,23 +76,22 @@ class QtLogHandler(logging.Handler):
 
 
 def short_logger_name(name: str) -> str:
-    """Drop the package prefix from a logger name for display.
+    """Keep only the module part of a product logger name, for display.
 
     Parameters
     ----------
     name : str
-        A logger name such as ``"zemosaic_core.coadd"``.
+        A logger name such as ``"zemosaic_core.engine.coadd"``.
 
     Returns
     -------
     str
-        ``"coadd"`` for ``zemosaic_core.coadd``, ``"main_window"`` for
+        ``"coadd"`` for ``zemosaic_core.engine.coadd``, ``"main_window"`` for
         ``zemosaic_gui.main_window``, else ``name``.
     """
-    if name.startswith("zemosaic_core."):
-        return name[len("zemosaic_core.") :]
-    if name.startswith("zemosaic_gui."):
-        return name[len("zemosaic_gui.") :]
+    if name.startswith(("zemosaic_core.", "zemosaic_gui.")):
+        # The module is what a reader looks for; the subpackage path is noise in a log pane.
+        return name.rsplit(".", 1)[1]
     if name == "zemosaic_gui":
         return "gui"
     if name == "zemosaic_core":
@@ -103,7 +102,7 @@ def short_logger_name(name: str) -> str:
 def apply_log_level(level: int | str, handlers: Iterable[logging.Handler] = ()) -> int:
     """Set one level on the product's loggers and on the handlers that show them.
 
-    The rule lives in the core (:func:`zemosaic_core.logsetup.set_log_level`), shared
+    The rule lives in the core (:func:`zemosaic_core.runtime.logsetup.set_log_level`), shared
     with the CLI's ``--log-level``. Safe during a build: `logging.Logger.setLevel`
     takes the logging lock and clears the level caches, so the worker's next
     ``logger.debug`` call sees the new level.

@@ -109,7 +109,7 @@ class _SaveJob(QRunnable):
 
     def run(self) -> None:
         try:
-            from zemosaic_core import outputs
+            from zemosaic_core.io import outputs
 
             with CORE_LOCK:
                 if self.kind == "fits":
@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
     build_fn : callable, optional
         ``build_mosaic``-compatible callable (default ``zemosaic_core.build_mosaic``).
     detect_gpu : callable, optional
-        GPU detection (default ``zemosaic_core.backends.detect_gpu``).
+        GPU detection (default ``zemosaic_core.engine.backends.detect_gpu``).
     parent : QWidget, optional
 
     Signals

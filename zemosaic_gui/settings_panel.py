@@ -43,7 +43,7 @@ MATCH_ITEMS: tuple[tuple[str, str], ...] = (
 
 
 def _default_detect_gpu() -> Any:
-    from zemosaic_core.backends import detect_gpu
+    from zemosaic_core.engine.backends import detect_gpu
 
     return detect_gpu()
 
@@ -91,7 +91,7 @@ class SettingsPanel(QWidget):
     ----------
     detect_gpu : callable, optional
         Returns a ``DeviceInfo(available, description)`` (default
-        ``zemosaic_core.backends.detect_gpu``); run once, in a worker thread.
+        ``zemosaic_core.engine.backends.detect_gpu``); run once, in a worker thread.
     parent : QWidget, optional
 
     Signals

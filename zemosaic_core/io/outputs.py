@@ -20,11 +20,11 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from .coverage import covered_mask
-from .errors import UsageError, ZeMosaicError
-from .result import BuildResult
-from .scratch import release_pages
-from .stretch import StretchMode, stretch_rgb
+from ..display.stretch import StretchMode, stretch_rgb
+from ..engine.coverage import covered_mask
+from ..errors import UsageError, ZeMosaicError
+from ..result import BuildResult
+from ..runtime.scratch import release_pages
 
 logger = logging.getLogger(__name__)
 

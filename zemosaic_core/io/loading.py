@@ -30,11 +30,11 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, NoConvergence
 
-from .cancel import CancelToken, check_cancel
+from ..errors import InputError, NoUsableInputError
+from ..runtime.cancel import CancelToken, check_cancel
+from ..runtime.progress import ProgressCallback, report
+from ..tile import LazyTile, Tile
 from .debayer import BAYER_PATTERNS, array_pattern, debayer_bilinear
-from .errors import InputError, NoUsableInputError
-from .progress import ProgressCallback, report
-from .tile import LazyTile, Tile
 
 logger = logging.getLogger(__name__)
 

@@ -68,11 +68,11 @@ from astropy.wcs.utils import pixel_to_pixel, proj_plane_pixel_scales
 from scipy import ndimage, sparse
 from scipy.sparse import linalg as sparse_linalg
 
-from .cancel import CancelToken, check_cancel
-from .config import MATCH_MODES
-from .planning import BoundingBox, MosaicPlan
-from .progress import ProgressCallback, report
-from .tile import Tile
+from ..config import MATCH_MODES
+from ..geometry.planning import BoundingBox, MosaicPlan
+from ..runtime.cancel import CancelToken, check_cancel
+from ..runtime.progress import ProgressCallback, report
+from ..tile import Tile
 
 logger = logging.getLogger(__name__)
 

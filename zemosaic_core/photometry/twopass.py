@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .backends.base import Backend, PreparedTile, device_errors, prepare_all
-from .cancel import CancelToken, check_cancel
-from .config import TwoPassSpec
-from .planning import MosaicPlan
-from .progress import ProgressCallback, report
-from .tile import Tile
+from ..config import TwoPassSpec
+from ..engine.backends.base import Backend, PreparedTile, device_errors, prepare_all
+from ..geometry.planning import MosaicPlan
+from ..runtime.cancel import CancelToken, check_cancel
+from ..runtime.progress import ProgressCallback, report
+from ..tile import Tile
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 from reproject.mosaicking import find_optimal_celestial_wcs
 
-from .errors import PlanningError
-from .tile import Tile
+from ..errors import PlanningError
+from ..tile import Tile
 
 logger = logging.getLogger(__name__)
 

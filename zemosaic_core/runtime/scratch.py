@@ -20,7 +20,7 @@ from types import TracebackType
 
 import numpy as np
 
-from .errors import ZeMosaicError
+from ..errors import ZeMosaicError
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The coadd driver: one pass of one backend over all tiles and channels.
 
-Written once against the :class:`~zemosaic_core.backends.base.Backend` interface, so
+Written once against the :class:`~zemosaic_core.engine.backends.base.Backend` interface, so
 the CPU and the GPU share the chunking, the accumulation, the combines and the
 coverage contract. The driver never switches backend: whatever the backend raises
-propagates (see :mod:`zemosaic_core.passes` for the single-backend invariant).
+propagates (see :mod:`zemosaic_core.engine.passes` for the single-backend invariant).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from ..config import CombineSpec
+from ..geometry.planning import BoundingBox, MosaicPlan
+from ..result import CoaddResult
+from ..runtime.cancel import CancelToken, check_cancel
+from ..runtime.progress import ProgressCallback, report
+from ..runtime.scratch import release_pages
+from ..tile import Tile
 from .backends.base import Backend, device_errors, prepare_all
-from .cancel import CancelToken, check_cancel
-from .config import CombineSpec
 from .coverage import compact_coverage, mean_from_sums, sanitize_coverage
-from .planning import BoundingBox, MosaicPlan
-from .progress import ProgressCallback, report
-from .result import CoaddResult
-from .scratch import release_pages
-from .tile import Tile
 
 logger = logging.getLogger(__name__)
 

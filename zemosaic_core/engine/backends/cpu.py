@@ -17,11 +17,11 @@ import numpy as np
 from astropy.wcs import WCS
 from reproject import reproject_interp
 
+from ...geometry.planning import BoundingBox, MosaicPlan, grid_offset
+from ...runtime.memory import default_budget
+from ...runtime.scratch import ScratchSpace
+from ...tile import Tile
 from ..coverage import masked_samples
-from ..memory import default_budget
-from ..planning import BoundingBox, MosaicPlan, grid_offset
-from ..scratch import ScratchSpace
-from ..tile import Tile
 from .base import PreparedTile
 
 

@@ -1,7 +1,7 @@
 """The orchestrator of coadd passes: one backend per pass, for all channels (DESIGN §4).
 
 A pass asks one backend for the whole (C, H, W) result through
-:func:`~zemosaic_core.coadd.coadd_pass`. If the GPU fails on any channel, its partial
+:func:`~zemosaic_core.engine.coadd.coadd_pass`. If the GPU fails on any channel, its partial
 result is dropped as a whole and every channel is rerun on the CPU; once that happened,
 the later passes of the build run on the CPU directly. A result is therefore always
 the output of exactly one ``coadd_pass`` call on exactly one backend: channels from
@@ -16,19 +16,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..config import BackendName, CombineSpec, TwoPassSpec
+from ..errors import BackendError
+from ..geometry.planning import MosaicPlan
+from ..photometry.twopass import compute_gains
+from ..result import CoaddResult
+from ..runtime.cancel import CancelToken
+from ..runtime.progress import ProgressCallback
+from ..runtime.scratch import ScratchSpace
+from ..tile import Tile
 from .backends import CpuBackend, create_backend
 from .backends.base import Backend
-from .cancel import CancelToken
 from .coadd import coadd_pass
-from .config import BackendName, CombineSpec, TwoPassSpec
 from .coverage import format_cov_stats
-from .errors import BackendError
-from .planning import MosaicPlan
-from .progress import ProgressCallback
-from .result import CoaddResult
-from .scratch import ScratchSpace
-from .tile import Tile
-from .twopass import compute_gains
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class BackendSession:
         label : str
             Log prefix of the pass: ``"[Coadd]"`` or ``"[TwoPass]"``.
 
-        Other parameters are those of :func:`~zemosaic_core.coadd.coadd_pass`.
+        Other parameters are those of :func:`~zemosaic_core.engine.coadd.coadd_pass`.
         """
         kwargs = dict(
             combine=combine,

@@ -814,7 +814,7 @@ def _tile_header(
     header["ZMOVERLP"] = (float(overlap), "nominal overlap fraction")
     header["ZMEGAIN"] = (EGAIN, "noise model: electrons per ADU")
     header["ZMRDNOIS"] = (READ_NOISE, "noise model: read noise, ADU")
-    header["HISTORY"] = "Synthetic demo tile written by zemosaic_core.demo"
+    header["HISTORY"] = "Synthetic demo tile written by zemosaic_core.datasets.demo"
     return header
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import CombineSpec
+from ..config import CombineSpec
 
 __all__ = ["combine_stack"]
 

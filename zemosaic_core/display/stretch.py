@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from .scratch import release_pages
+from ..runtime.scratch import release_pages
 
 StretchMode = Literal["auto", "linear", "asinh"]
 STRETCH_MODES: tuple[str, ...] = ("auto", "linear", "asinh")

@@ -18,7 +18,7 @@ Per tile and output region, :meth:`GpuBackend.prepare`
 :meth:`GpuBackend.sample` then resamples one channel with
 ``ndimage.map_coordinates(order=1, mode="constant", cval=nan)`` — what
 ``reproject_interp`` calls on the CPU — and applies the f rule of DESIGN §3 through
-:func:`~zemosaic_core.coverage.masked_samples`.
+:func:`~zemosaic_core.engine.coverage.masked_samples`.
 
 Any failure of device work is raised as :class:`~zemosaic_core.errors.BackendError`;
 the backend never falls back to the CPU by itself.
@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import BackendError, ZeMosaicError
+from ...geometry.planning import BoundingBox, MosaicPlan
+from ...runtime.memory import default_budget
+from ...tile import Tile
 from ..coverage import masked_samples
-from ..errors import BackendError, ZeMosaicError
-from ..memory import default_budget
-from ..planning import BoundingBox, MosaicPlan
-from ..tile import Tile
 from .base import PreparedTile
 from .device import FailSpec, array_modules, simulated_failure, simulation_enabled
 from .mapping import choose_step, coordinate_map

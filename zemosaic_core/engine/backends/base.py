@@ -1,13 +1,13 @@
 """The backend interface: what a pass needs from the CPU or the GPU.
 
 A backend is a *resampler* bound to an array module ``xp`` (NumPy or CuPy). The
-coadd driver (:mod:`zemosaic_core.coadd`) is written once against that interface and
+coadd driver (:mod:`zemosaic_core.engine.coadd`) is written once against that interface and
 does the accumulation, the chunking and the combines, so both backends share one
-implementation of the coverage contract (:mod:`zemosaic_core.coverage`).
+implementation of the coverage contract (:mod:`zemosaic_core.engine.coverage`).
 
 A backend never falls back to another one by itself: any failure is raised as
 :class:`~zemosaic_core.errors.BackendError`, and the orchestrator
-(:mod:`zemosaic_core.passes`) decides.
+(:mod:`zemosaic_core.engine.passes`) decides.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
 
-from ..planning import BoundingBox, MosaicPlan
-from ..tile import Tile
+from ...geometry.planning import BoundingBox, MosaicPlan
+from ...tile import Tile
 
 
 @dataclass

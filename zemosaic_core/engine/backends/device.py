@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ..errors import BackendError
+from ...errors import BackendError
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Synthetic data sets: the demo tiles written by ``zemosaic demo-data``."""

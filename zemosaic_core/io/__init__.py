@@ -1,0 +1,1 @@
+"""Reading inputs (FITS, Bayer raw, compressed) and writing outputs (FITS, PNG, TIFF)."""

@@ -1,0 +1,1 @@
+"""Bringing tiles onto one photometric scale: overlap matching and two-pass gains."""
