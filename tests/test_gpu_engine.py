@@ -362,7 +362,42 @@ def test_identity_mapping_is_reproduced_exactly():
     plan = MosaicPlan(wcs=wcs, shape=shape, bboxes=(BoundingBox(0, 150, 0, 120),))
     result = coadd_pass(GpuBackend(simulate=True), [tile], plan, combine=MEAN)
     np.testing.assert_array_equal(result.coverage, 1.0)
-    np.testing.assert_allclose(result.image, tile.data, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(result.image, tile.data)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_grid_aligned_tile_with_nan_pixels_matches_cpu_exactly(weighted):
+    """A tile on the output grid (shifted by whole pixels) is copied by both backends.
+
+    Regression: the GPU resampled it through a coordinate map carrying ~1e-10 px of
+    jitter, and a bilinear sample a hair off an integer position next to a NaN pixel is
+    NaN, so the GPU dropped valid pixels beside every NaN that the CPU kept.
+    """
+    rng = np.random.default_rng(11)
+    shape = (150, 120)
+    wcs = make_wcs(CENTER, shape, 17.0)
+    data = smooth_data(shape, 3, rng)
+    data[:, rng.integers(0, shape[0], 40), rng.integers(0, shape[1], 40)] = np.nan
+    data[1, 60:64, 30:33] = np.nan  # a hole in one channel only
+    weight_map = None
+    if weighted:
+        weight_map = rng.uniform(0.2, 1.0, shape).astype(np.float32)
+        weight_map[10:12, 50:55] = np.nan
+    tile = Tile(data, wcs, Path("aligned.fits"), weight_map, 1.5 if weighted else 1.0)
+    out = wcs.deepcopy()
+    out.wcs.crpix = [wcs.wcs.crpix[0] + 7, wcs.wcs.crpix[1] + 5]
+    out.pixel_shape = (140, 170)  # (nx, ny): slicing the plan's WCS clips to it
+    plan = MosaicPlan(wcs=out, shape=(170, 140), bboxes=(BoundingBox(5, 155, 7, 127),))
+    gpu = coadd_pass(GpuBackend(simulate=True), [tile], plan, combine=MEAN)
+    cpu = coadd_pass(CpuBackend(), [tile], plan, combine=MEAN)
+    np.testing.assert_array_equal(gpu.coverage, cpu.coverage)
+    np.testing.assert_array_equal(gpu.image, cpu.image)
+    if not weighted:  # the tile itself, NaN pixels and all, shifted by (5, 7)
+        np.testing.assert_array_equal(gpu.image[:, 5:155, 7:127], data)
+    assert np.isnan(gpu.image[:, :5]).all() and (gpu.coverage[:, :, :7] == 0).all()
+    # A row chunk of the box is copied too (every chunk sees the same shift).
+    tight = coadd_pass(GpuBackend(16 * 1024, simulate=True), [tile], plan, combine=MEAN)
+    np.testing.assert_array_equal(tight.image, cpu.image)
 
 
 def test_half_pixel_edges_sample_the_edge_pixel():

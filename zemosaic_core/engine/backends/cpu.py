@@ -23,17 +23,17 @@ from ...runtime.scratch import ScratchSpace
 from ...tile import Tile
 from ..coverage import masked_samples
 from .base import PreparedTile
+from .mapping import shifted_placement
 
 
 def _copy_shifted(cube: np.ndarray, offset: tuple[int, int], out: np.ndarray) -> None:
     """``out[:, y, x] = cube[:, y - dy, x - dx]``, NaN where that falls off the tile."""
-    dy, dx = offset
     out.fill(np.nan)
-    height, width = cube.shape[1:]
-    y0, x0 = max(0, dy), max(0, dx)
-    y1, x1 = min(out.shape[1], height + dy), min(out.shape[2], width + dx)
-    if y1 > y0 and x1 > x0:
-        out[:, y0:y1, x0:x1] = cube[:, y0 - dy : y1 - dy, x0 - dx : x1 - dx]
+    placement = shifted_placement(
+        (cube.shape[1], cube.shape[2]), offset, (out.shape[1], out.shape[2])
+    )
+    if placement is not None:
+        out[(slice(None), *placement.out_slices)] = cube[(slice(None), *placement.tile_slices)]
 
 
 #: Output pixels per ``reproject_interp`` call: reproject holds ~100 bytes of float64

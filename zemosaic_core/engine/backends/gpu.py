@@ -15,6 +15,9 @@ Per tile and output region, :meth:`GpuBackend.prepare`
    columns the mapping touches plus a one-pixel margin, so a tile crosses the bus once
    per pass and not once per channel.
 
+A tile whose pixel grid is the output grid shifted by whole pixels is copied instead,
+as the ``cpu`` backend does (see :mod:`.mapping`, "Grid-aligned tiles").
+
 :meth:`GpuBackend.sample` then resamples one channel with
 ``ndimage.map_coordinates(order=1, mode="constant", cval=nan)`` — what
 ``reproject_interp`` calls on the CPU — and applies the f rule of DESIGN §3 through
@@ -38,13 +41,13 @@ from typing import Any
 import numpy as np
 
 from ...errors import BackendError, ZeMosaicError
-from ...geometry.planning import BoundingBox, MosaicPlan
+from ...geometry.planning import BoundingBox, MosaicPlan, grid_offset
 from ...runtime.memory import default_budget
 from ...tile import Tile
 from ..coverage import masked_samples
 from .base import PreparedTile
 from .device import FailSpec, array_modules, simulated_failure, simulation_enabled
-from .mapping import choose_step, coordinate_map
+from .mapping import Placement, choose_step, coordinate_map, shifted_placement
 
 logger = logging.getLogger(__name__)
 
@@ -68,15 +71,20 @@ class _TileState:
     ----------
     coords : xp.ndarray, float64, (2, H, W), or None
         ``(row, col)`` positions in the uploaded window, edge rule applied (0 where the
-        position is outside the tile). ``None`` when the region misses the tile.
+        position is outside the tile). ``None`` when the tile is copied (``placement``)
+        or the region misses the tile.
     valid : xp.ndarray, bool, (H, W)
         Inside the tile's pixel domain (and the weight-map sample is finite).
     weight : xp.ndarray float32 (H, W), or numpy.float32
         ``W = t * w(p)``: the tile weight times the resampled weight map.
-    cube : xp.ndarray, float32, (C, h, w)
-        The tile's channels cropped to the window the mapping touches.
+    cube : xp.ndarray, float32, (C, h, w), or None
+        The tile's channels cropped to the window the mapping touches; ``None`` when
+        the region misses the tile.
     tile_name : str
         For error messages.
+    placement : Placement, optional
+        Set when the tile sits on the output grid: ``cube`` is copied there, exactly as
+        the cpu backend does, instead of being resampled.
     """
 
     coords: Any
@@ -84,6 +92,7 @@ class _TileState:
     weight: Any
     cube: Any
     tile_name: str
+    placement: Placement | None = None
 
 
 def _edge_rule(position: Any, n: int, xp: ModuleType) -> tuple[Any, Any]:
@@ -256,6 +265,9 @@ class GpuBackend:
     def _prepare(
         self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> _TileState:
+        offset = grid_offset(tile.wcs, plan.sub_wcs(region))
+        if offset is not None:
+            return self._prepare_copy(tile, region, offset)
         xp = self.xp
         height, width = tile.shape
         box, frame_wcs, step = self._frame(tile, tile_index, region, plan)
@@ -297,6 +309,25 @@ class GpuBackend:
             weight = plane * np.float32(tile.tile_weight)
         return _TileState(coords=coords, valid=valid, weight=weight, cube=cube, tile_name=tile.name)
 
+    def _prepare_copy(self, tile: Tile, region: BoundingBox, offset: tuple[int, int]) -> _TileState:
+        """A tile on the output grid, shifted by whole pixels: copied, not resampled."""
+        xp = self.xp
+        placement = shifted_placement(tile.shape, offset, region.shape)
+        if placement is None:
+            return _TileState(None, None, np.float32(0), None, tile.name)
+        window = (slice(None), *placement.tile_slices)
+        cube = xp.asarray(np.ascontiguousarray(tile.data[window], dtype=np.float32))
+        valid = xp.zeros(region.shape, dtype=bool)
+        valid[placement.out_slices] = True
+        weight: Any = np.float32(tile.tile_weight)
+        if tile.weight_map is not None:
+            # NaN weights mean "no weight", as in the cpu backend (reproject_and_coadd).
+            plane = xp.zeros(region.shape, dtype=xp.float32)
+            cut = np.nan_to_num(tile.weight_map[placement.tile_slices], nan=0.0)
+            plane[placement.out_slices] = xp.asarray(cut.astype(np.float32))
+            weight = plane * np.float32(tile.tile_weight)
+        return _TileState(None, valid, weight, cube, tile.name, placement=placement)
+
     def _resample(self, plane: Any, coords: Any) -> Any:
         """Bilinear samples of ``plane`` at ``coords`` (NaN outside), float32."""
         return self.ndimage.map_coordinates(
@@ -326,10 +357,14 @@ class GpuBackend:
         with self._device_errors(action):
             self._check_injected_failure(channel, state.tile_name)
             xp = self.xp
-            if state.coords is None:
+            if state.cube is None:
                 zeros = xp.zeros(prepared.region.shape, dtype=xp.float32)
                 return zeros, zeros.copy()
-            values = self._resample(state.cube[channel], state.coords)
+            if state.placement is not None:
+                values = xp.full(prepared.region.shape, np.nan, dtype=xp.float32)
+                values[state.placement.out_slices] = state.cube[channel]
+            else:
+                values = self._resample(state.cube[channel], state.coords)
             valid = state.valid & xp.isfinite(values)
             return masked_samples(values, valid, state.weight, xp)
 

@@ -26,6 +26,13 @@ Fallback
 
 Like ``reproject_interp`` (``roundtrip_coords=True``), positions whose round trip back
 to the output grid misses by more than one pixel are NaN (no data).
+
+Grid-aligned tiles
+    When a tile's pixel grid is the output grid shifted by whole pixels
+    (:func:`~zemosaic_core.geometry.planning.grid_offset`), both backends copy the tile
+    instead of resampling it (:func:`shifted_placement`): a transform carries ~1e-10 px
+    of jitter, and a bilinear sample a hair off an integer position next to a NaN
+    pixel is NaN, so the copy is the only way both backends keep every valid pixel.
 """
 
 from __future__ import annotations
@@ -51,6 +58,35 @@ MAP_TOLERANCE = 2e-4
 ROUNDTRIP_TOLERANCE = 1.0
 #: Transforms per node of a grid (the node, its round trip, ~4 check points).
 _COST_PER_NODE = 6
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a grid-aligned tile lands in an output region: ``out[out_slices] =
+    tile[tile_slices]``, nothing elsewhere."""
+
+    tile_slices: tuple[slice, slice]
+    out_slices: tuple[slice, slice]
+
+
+def shifted_placement(
+    tile_shape: tuple[int, int], offset: tuple[int, int], out_shape: tuple[int, int]
+) -> Placement | None:
+    """The overlap of a tile shifted by ``offset = (dy, dx)`` with an output region.
+
+    Output pixel ``(y, x)`` is tile pixel ``(y - dy, x - dx)``. Returns ``None`` when the
+    shifted tile misses the region.
+    """
+    dy, dx = offset
+    y0, x0 = max(0, dy), max(0, dx)
+    y1 = min(out_shape[0], tile_shape[0] + dy)
+    x1 = min(out_shape[1], tile_shape[1] + dx)
+    if y1 <= y0 or x1 <= x0:
+        return None
+    return Placement(
+        tile_slices=(slice(y0 - dy, y1 - dy), slice(x0 - dx, x1 - dx)),
+        out_slices=(slice(y0, y1), slice(x0, x1)),
+    )
 
 
 @dataclass
