@@ -510,15 +510,41 @@ def test_simulated_failure_spares_other_channels(monkeypatch, small):
     assert result.coverage.max() == 2.0
 
 
+class CUDARuntimeError(RuntimeError):
+    """Stands for CuPy's error of that name: what makes it a device error is the package
+    it comes from, not its name."""
+
+
+CUDARuntimeError.__module__ = "cupy_backends.cuda.api.runtime"
+
+
 def test_device_errors_become_backend_errors(monkeypatch, small):
     tiles, plan = small
     backend = GpuBackend(simulate=True)
 
     def broken(*args, **kwargs):
-        raise RuntimeError("cudaErrorIllegalAddress: an illegal memory access")
+        raise CUDARuntimeError("cudaErrorIllegalAddress: an illegal memory access")
 
     monkeypatch.setattr(backend.ndimage, "map_coordinates", broken)
-    with pytest.raises(BackendError, match="illegal memory access"):
+    with pytest.raises(BackendError, match="CUDA error.*illegal memory access"):
+        coadd_pass(backend, tiles, plan, combine=MEAN)
+
+
+@pytest.mark.parametrize("where", ["resampling", "driver"])
+def test_a_bug_in_the_gpu_engine_is_not_a_device_failure(monkeypatch, small, where):
+    """A TypeError inside the GPU engine propagates as the bug it is: wrapped into a
+    BackendError it would become a silent CPU fallback on every machine with a GPU."""
+    tiles, plan = small
+    backend = GpuBackend(simulate=True)
+
+    def buggy(*args, **kwargs):
+        raise TypeError("map_coordinates() got an unexpected keyword argument")
+
+    if where == "resampling":  # inside the backend's own methods
+        monkeypatch.setattr(backend.ndimage, "map_coordinates", buggy)
+    else:  # in the driver's device work on backend.xp (under backend.device_errors)
+        monkeypatch.setattr(backend, "sample", buggy)
+    with pytest.raises(TypeError, match="unexpected keyword"):
         coadd_pass(backend, tiles, plan, combine=MEAN)
 
 

@@ -115,3 +115,20 @@ def test_gpu_without_a_device_falls_back_once(tile_dir, tmp_path, caplog, monkey
     warnings = _messages(records, logging.WARNING)
     assert warnings == [f"[Coadd] {WARNING_TEXT}"]
     assert result.backend == "cpu"
+
+
+def test_a_bug_on_the_gpu_fails_the_build_instead_of_falling_back(
+    tile_dir, tmp_path, caplog, monkeypatch
+):
+    """Only device failures fall back to the CPU: a TypeError raised inside the GPU
+    engine is a bug, so it reaches the caller and no pass silently reruns on the CPU."""
+    from zemosaic_core.engine.backends.gpu import GpuBackend
+
+    def buggy(self, *args, **kwargs):
+        raise TypeError("a bug in the GPU engine")
+
+    monkeypatch.setattr(GpuBackend, "_resample", buggy)
+    with pytest.raises(TypeError, match="a bug in the GPU engine"):
+        _build(tile_dir, tmp_path / "bug.fits", "gpu", caplog, monkeypatch)
+    assert not any(WARNING_TEXT in m for m in _messages(caplog.records))
+    assert not (tmp_path / "bug.fits").exists()

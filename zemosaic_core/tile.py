@@ -1,4 +1,8 @@
-"""The tile: one plate-solved input image, as the rest of the pipeline sees it."""
+"""The tile: one plate-solved input image, as the rest of the pipeline sees it.
+
+:class:`TileLike` is the interface every step reads; :class:`Tile` holds its pixels in
+memory and :class:`LazyTile` reads them from disk on each access. Both satisfy it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,62 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from astropy.wcs import WCS
+
+__all__ = ["LazyTile", "Tile", "TileLike"]
+
+
+class TileLike(Protocol):
+    """What the pipeline reads from a tile, in memory or on disk.
+
+    Attributes
+    ----------
+    data : ndarray, float32, shape (C, H, W)
+        Pixel values (NaN = no data); a :class:`LazyTile` returns a fresh array on
+        each access.
+    wcs : astropy.wcs.WCS
+    path : Path
+    weight_map : ndarray, float32, shape (H, W), or None
+    tile_weight : float
+    n_channels : int
+    shape : (int, int)
+    name : str
+    """
+
+    @property
+    def data(self) -> np.ndarray: ...
+
+    @property
+    def wcs(self) -> WCS: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def weight_map(self) -> np.ndarray | None: ...
+
+    @property
+    def tile_weight(self) -> float: ...
+
+    @property
+    def n_channels(self) -> int: ...
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def name(self) -> str: ...
+
+    def with_data(self, data: np.ndarray) -> Tile:
+        """An in-memory tile holding ``data`` (same WCS, weights and path)."""
+        ...
+
+    def corrected(self, gain: float, offsets: np.ndarray) -> TileLike:
+        """The tile with ``gain * data + offsets[c]`` per channel."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from ..result import CoaddResult
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
 from ..runtime.scratch import release_pages
-from ..tile import Tile
-from .backends.base import Backend, device_errors, prepare_all
+from ..tile import TileLike
+from .backends.base import Backend
 from .coverage import compact_coverage, mean_from_sums, sanitize_coverage
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _batches(indices: list[int], batch_size: int) -> list[list[int]]:
 
 def coadd_pass(
     backend: Backend,
-    tiles: Sequence[Tile],
+    tiles: Sequence[TileLike],
     plan: MosaicPlan,
     *,
     combine: CombineSpec,
@@ -77,7 +77,7 @@ def coadd_pass(
     ----------
     backend : Backend
         The one backend of this pass.
-    tiles : sequence of Tile
+    tiles : sequence of TileLike
         Tiles, all with the same channel count, in the order of ``plan.bboxes``.
     plan : MosaicPlan
     combine : CombineSpec
@@ -134,7 +134,7 @@ def coadd_pass(
         combine.method,
     )
 
-    with device_errors(backend, f"coadding pass {pass_index}"):
+    with backend.device_errors(f"coadding pass {pass_index}"):
         for y0, y1 in chunks:
             check_cancel(cancel)
             chunk = BoundingBox(y0, y1, 0, width)
@@ -152,14 +152,14 @@ def coadd_pass(
                 try:
                     # Prepared a few at a time (as many as the backend runs at once), so
                     # progress and cancel stay responsive during the costly resampling.
-                    step = max(1, getattr(backend, "prepare_threads", 1))
+                    step = max(1, backend.prepare_threads)
                     for k in range(0, len(batch), step):
                         check_cancel(cancel)
                         requests = [
                             (tiles[i], i, plan.bboxes[i].intersect(chunk))
                             for i in batch[k : k + step]
                         ]
-                        prepared.extend(prepare_all(backend, requests, plan))
+                        prepared.extend(backend.prepare_many(requests, plan))
                         done += len(requests)
                         report(progress, phase, done, total)
                     for channel in range(n_channels):

@@ -24,7 +24,7 @@ from ..result import CoaddResult
 from ..runtime.cancel import CancelToken
 from ..runtime.progress import ProgressCallback
 from ..runtime.scratch import ScratchSpace
-from ..tile import Tile
+from ..tile import TileLike
 from .backends import CpuBackend, create_backend
 from .backends.base import Backend
 from .coadd import coadd_pass
@@ -90,7 +90,7 @@ class BackendSession:
 
     def run_pass(
         self,
-        tiles: Sequence[Tile],
+        tiles: Sequence[TileLike],
         plan: MosaicPlan,
         *,
         combine: CombineSpec,
@@ -141,7 +141,7 @@ class BackendSession:
 
     def compute_gains(
         self,
-        tiles: Sequence[Tile],
+        tiles: Sequence[TileLike],
         plan: MosaicPlan,
         first: CoaddResult,
         spec: TwoPassSpec,

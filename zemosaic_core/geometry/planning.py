@@ -12,7 +12,7 @@ from astropy.wcs.utils import pixel_to_pixel
 from reproject.mosaicking import find_optimal_celestial_wcs
 
 from ..errors import PlanningError
-from ..tile import Tile
+from ..tile import TileLike
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def grid_offset(tile_wcs: WCS, out_wcs: WCS) -> tuple[int, int] | None:
     return dy, dx
 
 
-def _optimal_grid(tiles: Sequence[Tile]) -> tuple[WCS, tuple[int, int]]:
+def _optimal_grid(tiles: Sequence[TileLike]) -> tuple[WCS, tuple[int, int]]:
     wcs, shape = find_optimal_celestial_wcs([(t.shape, t.wcs) for t in tiles])
     return wcs, (int(shape[0]), int(shape[1]))
 
@@ -170,8 +170,8 @@ def _connected_groups(boxes: Sequence[BoundingBox]) -> list[list[int]]:
 
 
 def plan_mosaic(
-    tiles: Sequence[Tile], *, max_size: int = 40000, keep_isolated: bool = False
-) -> tuple[MosaicPlan, list[Tile]]:
+    tiles: Sequence[TileLike], *, max_size: int = 40000, keep_isolated: bool = False
+) -> tuple[MosaicPlan, list[TileLike]]:
     """Plan the output grid for ``tiles``.
 
     Tiles that overlap none of the largest connected group and would more than double
@@ -179,7 +179,7 @@ def plan_mosaic(
 
     Parameters
     ----------
-    tiles : sequence of Tile
+    tiles : sequence of TileLike
     max_size : int
         Largest canvas side accepted, in pixels.
     keep_isolated : bool
@@ -189,7 +189,7 @@ def plan_mosaic(
     -------
     plan : MosaicPlan
         Grid and boxes for the kept tiles.
-    kept : list of Tile
+    kept : list of TileLike
         The tiles the plan is for, in input order.
 
     Raises

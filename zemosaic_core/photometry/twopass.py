@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..config import TwoPassSpec
-from ..engine.backends.base import Backend, PreparedTile, device_errors, prepare_all
+from ..engine.backends.base import Backend, PreparedTile
 from ..geometry.planning import MosaicPlan
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
@@ -128,8 +128,8 @@ def _resampled_luminances(
     is NaN and the weight 0.
     """
     requests = [(tiles[i], i, plan.bboxes[i]) for i in indices]
-    with device_errors(backend, "resampling for the two-pass gains"):
-        prepared = prepare_all(backend, requests, plan)
+    with backend.device_errors("resampling for the two-pass gains"):
+        prepared = backend.prepare_many(requests, plan)
         try:
             return [_luminance(backend, prep, tiles[prep.tile_index]) for prep in prepared]
         finally:
@@ -186,7 +186,7 @@ def _collect_samples(
     nothing = np.empty(0, dtype=np.int64)
     samples = [_TileSamples(nothing, empty, empty, False, nothing) for _ in tiles]
     todo = [i for i, box in enumerate(plan.bboxes) if not box.is_empty]
-    step = max(1, int(getattr(backend, "prepare_threads", 1)))  # tiles resampled at once
+    step = max(1, backend.prepare_threads)  # tiles resampled at once
     for k in range(0, len(todo), step):
         check_cancel(cancel)
         group = todo[k : k + step]

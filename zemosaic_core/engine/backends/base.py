@@ -18,8 +18,12 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol
 
+import numpy as np
+
 from ...geometry.planning import BoundingBox, MosaicPlan
-from ...tile import Tile
+from ...tile import TileLike
+
+__all__ = ["Backend", "PreparedTile"]
 
 
 @dataclass
@@ -44,6 +48,9 @@ class PreparedTile:
 class Backend(Protocol):
     """What the coadd driver needs from a backend.
 
+    Every member is required: the driver and the two-pass call them directly, so a
+    backend that lacks one fails type checking instead of being probed at run time.
+
     Attributes
     ----------
     name : {"cpu", "gpu"}
@@ -55,13 +62,28 @@ class Backend(Protocol):
     name: str
     xp: ModuleType
 
+    @property
+    def prepare_threads(self) -> int:
+        """How many tiles :meth:`prepare_many` works on at once (>= 1); callers hand it
+        that many at a time so that progress and cancel stay responsive."""
+        ...
+
     def begin_pass(self, pass_index: int) -> None:
         """Called once before a pass (1 = first coadd, 2 = two-pass)."""
+        ...
 
     def prepare(
-        self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
+        self, tile: TileLike, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> PreparedTile:
         """Compute the mapping of ``tile`` onto ``region`` (once, shared by all channels)."""
+        ...
+
+    def prepare_many(
+        self, requests: Sequence[tuple[TileLike, int, BoundingBox]], plan: MosaicPlan
+    ) -> list[PreparedTile]:
+        """:meth:`prepare` for each ``(tile, tile_index, region)``, in order (in
+        parallel where the backend can)."""
+        ...
 
     def sample(self, prepared: PreparedTile, channel: int) -> tuple[Any, Any]:
         """Resample one channel of a prepared tile.
@@ -75,34 +97,27 @@ class Backend(Protocol):
             the position is inside the tile's pixel domain and the sample is finite;
             0 elsewhere.
         """
+        ...
 
     def release(self, prepared: PreparedTile) -> None:
         """Drop what ``prepare`` holds for this tile."""
+        ...
 
-    def to_host(self, array: Any) -> Any:
+    def to_host(self, array: Any) -> np.ndarray:
         """Copy an ``xp`` array to a NumPy array."""
+        ...
 
     def memory_budget(self) -> int:
         """Bytes this backend may use for accumulators and stacks in one chunk."""
+        ...
+
+    def device_errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        """A context in which failures of device work done *outside* the backend (the
+        driver's accumulators and reductions on ``xp``) become ``BackendError``, so the
+        orchestrator's fallback sees every device failure. Only device failures are
+        translated: any other exception is a bug and propagates as it is."""
+        ...
 
     def end_build(self) -> None:
         """Free pools and caches once a build ends (success, error or cancel)."""
-
-
-def device_errors(backend: Backend, action: str) -> contextlib.AbstractContextManager[None]:
-    """Where ``backend`` offers it, turn failures of device work done *outside* the
-    backend (the driver's accumulators and reductions on ``backend.xp``) into
-    ``BackendError``, so the orchestrator's fallback sees every GPU failure."""
-    translate = getattr(backend, "device_errors", None)
-    return translate(action) if translate is not None else contextlib.nullcontext()
-
-
-def prepare_all(
-    backend: Backend, requests: Sequence[tuple[Tile, int, BoundingBox]], plan: MosaicPlan
-) -> list[PreparedTile]:
-    """``backend.prepare`` for each ``(tile, tile_index, region)``, in parallel where the
-    backend offers ``prepare_many`` (the CPU's thread pool), in order."""
-    many = getattr(backend, "prepare_many", None)
-    if many is not None:
-        return many(list(requests), plan)
-    return [backend.prepare(tile, i, region, plan) for tile, i, region in requests]
+        ...

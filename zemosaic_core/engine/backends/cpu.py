@@ -7,6 +7,7 @@ per tile and region, not once per channel.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from reproject import reproject_interp
 from ...geometry.planning import BoundingBox, MosaicPlan, grid_offset
 from ...runtime.memory import default_budget
 from ...runtime.scratch import ScratchSpace
-from ...tile import Tile
+from ...tile import TileLike
 from ..coverage import masked_samples
 from .base import PreparedTile
 from .mapping import shifted_placement
@@ -42,7 +43,7 @@ def _copy_shifted(cube: np.ndarray, offset: tuple[int, int], out: np.ndarray) ->
 _BAND_PIXELS = 1 << 18
 
 
-def _reproject(cube: np.ndarray, tile: Tile, sub_wcs: WCS, out: np.ndarray) -> None:
+def _reproject(cube: np.ndarray, tile: TileLike, sub_wcs: WCS, out: np.ndarray) -> None:
     height, width = out.shape[1:]
     rows = max(1, _BAND_PIXELS // max(1, width))
     band = np.empty((out.shape[0], min(rows, height), width), dtype=np.float32)
@@ -99,19 +100,19 @@ class CpuBackend:
         self._budget = int(memory_budget) if memory_budget else default_budget()
         self._threads = threads or os.cpu_count() or 1
         self._scratch = scratch
-        self._cache: dict[tuple[int, int, BoundingBox], tuple[np.ndarray, Tile]] = {}
+        self._cache: dict[tuple[int, int, BoundingBox], tuple[np.ndarray, TileLike]] = {}
 
     def begin_pass(self, pass_index: int) -> None:
         """Nothing to set up on the CPU."""
 
     def prepare(
-        self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
+        self, tile: TileLike, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> PreparedTile:
         """Reproject every channel (and the weight map) of ``tile`` onto ``region``."""
         return self.prepare_many([(tile, tile_index, region)], plan)[0]
 
     def prepare_many(
-        self, requests: Sequence[tuple[Tile, int, BoundingBox]], plan: MosaicPlan
+        self, requests: Sequence[tuple[TileLike, int, BoundingBox]], plan: MosaicPlan
     ) -> list[PreparedTile]:
         """Prepare several tiles, their reprojections running in parallel threads.
 
@@ -121,7 +122,7 @@ class CpuBackend:
         WCS is not thread-safe on a shared object). Results do not depend on threads.
         """
         prepared: list[PreparedTile] = []
-        jobs: list[tuple[np.ndarray, Tile, WCS, np.ndarray]] = []
+        jobs: list[tuple[np.ndarray, TileLike, WCS, np.ndarray]] = []
         for tile, tile_index, region in requests:
             key = (id(tile), tile_index, region)
             cached = self._cache.get(key)
@@ -175,6 +176,11 @@ class CpuBackend:
 
     def memory_budget(self) -> int:
         return self._budget
+
+    def device_errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        """No device here: a failure on the CPU is what it is, never a ``BackendError``
+        (the orchestrator has nothing to fall back to)."""
+        return contextlib.nullcontext()
 
     def end_build(self) -> None:
         """Drop the resampled tiles (the scratch space owns and removes their files)."""

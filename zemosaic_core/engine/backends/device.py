@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from ...errors import BackendError
+from .base import Backend
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ def detect_gpu() -> DeviceInfo:
         return DeviceInfo(False, f"GPU detection failed ({type(exc).__name__}: {exc})")
 
 
-def create_backend(name: str, memory_budget: int | None = None) -> Any:
+def create_backend(name: str, memory_budget: int | None = None) -> Backend:
     """Create the backend a build asked for.
 
     Parameters
@@ -264,7 +265,8 @@ def create_backend(name: str, memory_budget: int | None = None) -> Any:
 
     Returns
     -------
-    CpuBackend or GpuBackend
+    Backend
+        A :class:`~.cpu.CpuBackend` or a :class:`~.gpu.GpuBackend`.
 
     Raises
     ------

@@ -23,8 +23,12 @@ as the ``cpu`` backend does (see :mod:`.mapping`, "Grid-aligned tiles").
 ``reproject_interp`` calls on the CPU — and applies the f rule of DESIGN §3 through
 :func:`~zemosaic_core.engine.coverage.masked_samples`.
 
-Any failure of device work is raised as :class:`~zemosaic_core.errors.BackendError`;
-the backend never falls back to the CPU by itself.
+Device failures (CUDA errors, device out of memory; on the simulated device its
+injected out-of-memory error) are raised as :class:`~zemosaic_core.errors.BackendError`,
+which the orchestrator answers by rerunning the pass on the CPU. Any other exception (a
+``TypeError`` from a bug, say) propagates unchanged: turned into a silent CPU fallback
+it would hide the bug on every machine with a GPU. The backend never falls back to the
+CPU by itself.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
@@ -43,7 +47,7 @@ import numpy as np
 from ...errors import BackendError, ZeMosaicError
 from ...geometry.planning import BoundingBox, MosaicPlan, grid_offset
 from ...runtime.memory import default_budget
-from ...tile import Tile
+from ...tile import TileLike
 from ..coverage import masked_samples
 from .base import PreparedTile
 from .device import FailSpec, array_modules, simulated_failure, simulation_enabled
@@ -61,6 +65,25 @@ class SimulatedOutOfMemory(MemoryError):
     Raised inside the backend (``ZEMOSAIC_GPU_SIMULATE_FAIL``) and wrapped, like a real
     CuPy ``OutOfMemoryError``, into :class:`~zemosaic_core.errors.BackendError`.
     """
+
+
+#: Top-level packages whose exceptions are failures of the CUDA stack (CuPy raises
+#: ``CUDARuntimeError``, ``CUDADriverError``, ``CUBLASError``, ``CompileException``...
+#: from these; their names and homes vary between CuPy versions, their packages don't).
+_DEVICE_PACKAGES = frozenset({"cupy", "cupy_backends", "cupyx", "cuda"})
+
+
+def is_device_error(exc: BaseException) -> bool:
+    """True when ``exc`` is a failure of the device, not a bug in the code driving it.
+
+    Out of memory (CuPy's ``OutOfMemoryError`` is a ``MemoryError``, and so is the
+    simulated device's :class:`SimulatedOutOfMemory`) and any exception raised by the
+    CUDA stack's own packages. A ``TypeError``, ``ValueError``, ``IndexError``... raised
+    by NumPy, SciPy or our code is not: it must surface as the bug it is.
+    """
+    if isinstance(exc, MemoryError):
+        return True
+    return type(exc).__module__.split(".")[0] in _DEVICE_PACKAGES
 
 
 @dataclass
@@ -164,12 +187,15 @@ class GpuBackend:
 
     @contextmanager
     def _device_errors(self, action: str) -> Iterator[None]:
-        """Turn any failure of device work into a BackendError naming ``action``."""
+        """Turn a device failure (:func:`is_device_error`) into a BackendError naming
+        ``action``; every other exception propagates unchanged."""
         try:
             yield
         except ZeMosaicError:  # BackendError, and a cancel is not a device failure
             raise
         except Exception as exc:
+            if not is_device_error(exc):
+                raise
             raise BackendError(self._describe(action, exc)) from exc
 
     def device_errors(self, action: str) -> contextlib.AbstractContextManager[None]:
@@ -182,12 +208,7 @@ class GpuBackend:
         detail = str(exc)
         if isinstance(exc, SimulatedOutOfMemory):
             return f"simulated GPU out of memory while {action}"
-        if "OutOfMemory" in kind or isinstance(exc, MemoryError):
-            what = "GPU out of memory"
-        elif "CUDA" in kind.upper() or "NVRTC" in kind.upper() or "CUBLAS" in kind.upper():
-            what = "CUDA error"
-        else:
-            what = "GPU backend failed"
+        what = "GPU out of memory" if isinstance(exc, MemoryError) else "CUDA error"
         return f"{what} while {action}: {kind}: {detail}" if detail else f"{what} while {action}"
 
     def _check_injected_failure(self, channel: int, tile_name: str) -> None:
@@ -203,19 +224,24 @@ class GpuBackend:
 
     # -- Backend protocol ------------------------------------------------------------
 
+    @property
+    def prepare_threads(self) -> int:
+        """One tile at a time: the device works on one tile's arrays after another."""
+        return 1
+
     def begin_pass(self, pass_index: int) -> None:
         """Remember the pass (for fault injection) and read ``ZEMOSAIC_GPU_SIMULATE_FAIL``."""
         self._pass_index = int(pass_index)
         self._fail = simulated_failure() if self.simulated else None
 
     def prepare(
-        self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
+        self, tile: TileLike, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> PreparedTile:
         """Map ``region`` into ``tile`` and upload the part of the tile it touches.
 
         Parameters
         ----------
-        tile : Tile
+        tile : TileLike
         tile_index : int
             Index of the tile in the pass.
         region : BoundingBox
@@ -238,8 +264,14 @@ class GpuBackend:
             state = self._prepare(tile, tile_index, region, plan)
         return PreparedTile(tile_index=tile_index, region=region, state=state)
 
+    def prepare_many(
+        self, requests: Sequence[tuple[TileLike, int, BoundingBox]], plan: MosaicPlan
+    ) -> list[PreparedTile]:
+        """:meth:`prepare` for each ``(tile, tile_index, region)``, in order."""
+        return [self.prepare(tile, i, region, plan) for tile, i, region in requests]
+
     def _frame(
-        self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
+        self, tile: TileLike, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> tuple[BoundingBox, Any, int]:
         """The frame the coarse grid is anchored to, its WCS, and the tile's grid step.
 
@@ -263,7 +295,7 @@ class GpuBackend:
         return box, frame_wcs, step
 
     def _prepare(
-        self, tile: Tile, tile_index: int, region: BoundingBox, plan: MosaicPlan
+        self, tile: TileLike, tile_index: int, region: BoundingBox, plan: MosaicPlan
     ) -> _TileState:
         offset = grid_offset(tile.wcs, plan.sub_wcs(region))
         if offset is not None:
@@ -309,7 +341,9 @@ class GpuBackend:
             weight = plane * np.float32(tile.tile_weight)
         return _TileState(coords=coords, valid=valid, weight=weight, cube=cube, tile_name=tile.name)
 
-    def _prepare_copy(self, tile: Tile, region: BoundingBox, offset: tuple[int, int]) -> _TileState:
+    def _prepare_copy(
+        self, tile: TileLike, region: BoundingBox, offset: tuple[int, int]
+    ) -> _TileState:
         """A tile on the output grid, shifted by whole pixels: copied, not resampled."""
         xp = self.xp
         placement = shifted_placement(tile.shape, offset, region.shape)
