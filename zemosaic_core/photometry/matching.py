@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -71,6 +70,7 @@ from scipy.sparse import linalg as sparse_linalg
 from ..config import MATCH_MODES
 from ..geometry.planning import BoundingBox, MosaicPlan
 from ..runtime.cancel import CancelToken, check_cancel
+from ..runtime.cpus import available_cpus
 from ..runtime.progress import ProgressCallback, report
 from ..tile import Tile
 
@@ -683,11 +683,7 @@ def _warn_clipped(raw: np.ndarray, clipped: np.ndarray, names: Sequence[str]) ->
 
 
 def _n_workers(n_jobs: int) -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(n_jobs, cpus, MAX_THREADS))
+    return max(1, min(n_jobs, available_cpus(), MAX_THREADS))
 
 
 def _in_threads(func: Callable[[int], T], n_jobs: int) -> Iterator[T]:

@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
 
+logger = logging.getLogger(__name__)
+
 _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+#: Assumed physical memory when no way of reading it works.
+_FALLBACK_MEMORY = 4 * 1024**3
 
 
 def total_memory() -> int:
-    """Physical memory in bytes (4 GiB when it cannot be read)."""
+    """Physical memory in bytes, on every platform.
+
+    From psutil (Windows, macOS, Linux...); without it, from POSIX ``sysconf`` where
+    the platform has it; 4 GiB (with a DEBUG line) when neither works.
+    """
     try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 4 * 1024**3
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:  # not installed, or no reading on this platform: try the next way
+        logger.debug("psutil cannot read the physical memory", exc_info=True)
+    sysconf = getattr(os, "sysconf", None)
+    if sysconf is not None:
+        try:
+            return int(sysconf("SC_PAGE_SIZE") * sysconf("SC_PHYS_PAGES"))
+        except (ValueError, OSError):
+            pass
+    logger.debug("physical memory unknown: assuming %d GiB", _FALLBACK_MEMORY // 1024**3)
+    return _FALLBACK_MEMORY
 
 
 def default_budget() -> int:

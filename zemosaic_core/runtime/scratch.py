@@ -17,6 +17,7 @@ import threading
 import weakref
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import numpy as np
 
@@ -85,15 +86,7 @@ class ScratchSpace:
         # Reserve the blocks now: a sparse file that cannot grow later kills the
         # process with SIGBUS in the middle of a pass, with no message and no cleanup.
         with open(path, "wb") as handle:
-            try:
-                os.posix_fallocate(handle.fileno(), 0, max(1, nbytes))
-            except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                    raise ZeMosaicError(
-                        f"scratch folder {self._folder.parent} has no room for "
-                        f"{nbytes / 2**20:.0f} MB of work arrays ({exc.strerror}); "
-                        "free some space or choose another with --scratch"
-                    ) from None
+            reserve(handle, max(1, nbytes), self._folder)
         return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
 
     def close(self) -> None:
@@ -114,6 +107,43 @@ class ScratchSpace:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _no_room(folder: Path, nbytes: int, reason: str) -> ZeMosaicError:
+    return ZeMosaicError(
+        f"scratch folder {folder.parent} has no room for {nbytes / 2**20:.0f} MB of "
+        f"work arrays ({reason}); free some space or choose another with --scratch"
+    )
+
+
+def reserve(handle: BinaryIO, nbytes: int, folder: Path) -> None:
+    """Make the open file ``handle`` ``nbytes`` long, its blocks reserved where possible.
+
+    POSIX ``fallocate`` (Linux and most Unixes) reserves the blocks. Where it is
+    missing (Windows, macOS) or the file system does not support it, the file is
+    extended to its size after a free-space check: on Windows that allocates the
+    blocks; elsewhere the check keeps a full disk from surfacing later as a crash.
+
+    Raises
+    ------
+    ZeMosaicError
+        The folder has no room for ``nbytes`` (a clear message, naming it).
+    """
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(handle.fileno(), 0, nbytes)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise _no_room(folder, nbytes, exc.strerror or str(exc)) from None
+    free = shutil.disk_usage(folder).free
+    if free < nbytes:
+        raise _no_room(folder, nbytes, f"{free / 2**20:.0f} MB free")
+    try:
+        handle.truncate(nbytes)
+    except OSError as exc:
+        raise _no_room(folder, nbytes, exc.strerror or str(exc)) from None
 
 
 def release_pages(array: np.ndarray) -> None:

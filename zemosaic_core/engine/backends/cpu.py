@@ -8,7 +8,6 @@ per tile and region, not once per channel.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -19,6 +18,7 @@ from astropy.wcs import WCS
 from reproject import reproject_interp
 
 from ...geometry.planning import BoundingBox, MosaicPlan, grid_offset
+from ...runtime.cpus import available_cpus
 from ...runtime.memory import default_budget
 from ...runtime.scratch import ScratchSpace
 from ...tile import TileLike
@@ -80,7 +80,7 @@ class CpuBackend:
     scratch : ScratchSpace, optional
         Accounts the RAM of kept tiles; ``None`` keeps nothing between calls.
     threads : int, optional
-        Reprojections run at once (default: one per CPU core).
+        Reprojections run at once (default: one per CPU core this process may use).
     """
 
     name = "cpu"
@@ -98,7 +98,7 @@ class CpuBackend:
         threads: int | None = None,
     ) -> None:
         self._budget = int(memory_budget) if memory_budget else default_budget()
-        self._threads = threads or os.cpu_count() or 1
+        self._threads = threads or available_cpus()
         self._scratch = scratch
         self._cache: dict[tuple[int, int, BoundingBox], tuple[np.ndarray, TileLike]] = {}
 
