@@ -10,7 +10,7 @@ from astropy.wcs.utils import pixel_to_pixel
 from synthetic import grid_tiles, make_wcs, sky
 
 from zemosaic_core.errors import PlanningError
-from zemosaic_core.geometry.planning import plan_mosaic
+from zemosaic_core.geometry.planning import BoundingBox, plan_mosaic
 from zemosaic_core.tile import Tile
 
 
@@ -68,3 +68,26 @@ def test_galactic_and_equatorial_tiles_plan_together():
     plan, kept = plan_mosaic(tiles)
     assert len(kept) == 2
     assert plan.bboxes[0].overlaps(plan.bboxes[1])
+
+
+def test_connected_groups_follow_box_overlaps():
+    from zemosaic_core.geometry.planning import _connected_groups
+
+    boxes = [
+        BoundingBox(0, 10, 0, 10),  # 0 overlaps 1
+        BoundingBox(5, 15, 5, 15),  # 1 overlaps 0 and 3
+        BoundingBox(100, 110, 100, 110),  # 2 alone
+        BoundingBox(14, 20, 14, 20),  # 3 overlaps 1
+        BoundingBox(10, 20, 0, 5),  # 4 touches 0's edge only (half-open boxes): alone
+        BoundingBox(105, 120, 105, 120),  # 5 overlaps 2
+    ]
+    assert _connected_groups(boxes) == [[0, 1, 3], [2, 5], [4]]
+    assert _connected_groups([]) == []
+
+
+def test_component_labels_name_each_group_by_its_lowest_node():
+    from zemosaic_core.geometry.graph import component_labels
+
+    labels = component_labels(6, [(5, 3), (1, 4), (3, 0)])
+    assert labels.tolist() == [0, 1, 2, 0, 1, 0]
+    assert component_labels(3, []).tolist() == [0, 1, 2]

@@ -22,7 +22,7 @@ from ..runtime.progress import ProgressCallback, report
 from ..runtime.scratch import release_pages
 from ..tile import TileLike
 from .backends.base import Backend
-from .coverage import compact_coverage, mean_from_sums, sanitize_coverage
+from .coverage import compact_coverage, is_compact, mean_from_sums, sanitize_coverage
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def coadd_pass(
                 image, coverage = backend.to_host(chunk_image), chunk_cov
             else:
                 image[:, y0:y1] = backend.to_host(chunk_image)
-                if coverage is None and chunk_cov.strides[0] == 0:
+                if coverage is None and is_compact(chunk_cov):
                     coverage_plane[y0:y1] = chunk_cov[0]
                 else:
                     if coverage is None:  # first chunk whose channels differ: go 3-D

@@ -68,21 +68,44 @@ def format_cov_stats(coverage: np.ndarray) -> str:
     return f"cov_stats(min={lo:.3f}, max={hi:.3f})"
 
 
+def is_compact(coverage: np.ndarray) -> bool:
+    """True for a compact coverage: a ``(C, H, W)`` view of one plane shared by all
+    channels (what :func:`compact_coverage` returns when the channels agree)."""
+    return coverage.ndim == 3 and coverage.shape[0] > 1 and coverage.strides[0] == 0
+
+
+def shared_plane(coverage: np.ndarray) -> np.ndarray | None:
+    """The ``(H, W)`` plane every channel's coverage equals, or ``None`` when they differ.
+
+    A view of ``coverage`` (no copy); the one rule for "channels share their coverage",
+    used to keep one plane in memory and to write one ``COVERAGE`` plane.
+    """
+    if coverage.ndim == 2:
+        return coverage
+    if is_compact(coverage) or all(
+        np.array_equal(coverage[0], coverage[c]) for c in range(1, coverage.shape[0])
+    ):
+        return coverage[0]
+    return None
+
+
 def compact_coverage(coverage: np.ndarray) -> np.ndarray:
     """Keep one plane when every channel's coverage is the same (the usual case).
 
     Returns a read-only ``(C, H, W)`` broadcast view of a single ``(H, W)`` plane, so
-    callers index it as before, or ``coverage`` itself when the channels differ.
+    callers index it as before, or ``coverage`` itself when the channels differ (or
+    there is only one).
     """
-    if coverage.shape[0] > 1 and all(
-        np.array_equal(coverage[0], coverage[c]) for c in range(1, coverage.shape[0])
-    ):
-        return np.broadcast_to(np.array(coverage[0]), coverage.shape)
-    return coverage
+    if coverage.shape[0] < 2 or is_compact(coverage):
+        return coverage
+    plane = shared_plane(coverage)
+    if plane is None:
+        return coverage
+    return np.broadcast_to(np.array(plane), coverage.shape)
 
 
 def covered_mask(coverage: np.ndarray) -> np.ndarray:
     """``(H, W)`` mask of pixels covered in any channel."""
-    if coverage.strides[0] == 0:  # a compact coverage: one plane for all channels
+    if is_compact(coverage):
         return coverage[0] > 0
     return np.any(coverage > 0, axis=0)

@@ -1,4 +1,7 @@
-"""Per-pixel stack combines: mean, (weighted) median, kappa-sigma and winsorized clipping.
+"""Per-pixel stack combines: (weighted) median, kappa-sigma and winsorized clipping.
+
+The mean needs no stack: the coadd driver streams it as two sums
+(:func:`~zemosaic_core.engine.coverage.mean_from_sums`), so it is not offered here.
 
 One function, :func:`combine_stack`, written once against an array module ``xp``
 (NumPy or CuPy), so the CPU and the GPU backends share the exact same code path
@@ -42,7 +45,10 @@ from typing import Any
 
 from ..config import CombineSpec
 
-__all__ = ["combine_stack"]
+__all__ = ["STACK_METHODS", "combine_stack"]
+
+#: The combines that need every sample of a pixel at once (the mean is streamed).
+STACK_METHODS: tuple[str, ...] = ("median", "kappa-sigma", "winsorized")
 
 #: Factor applied to the standard deviation of winsorized samples to estimate the
 #: Gaussian sigma (Huber / PixInsight / Siril use 1.134).
@@ -88,12 +94,11 @@ def combine_stack(xp: Any, values: Any, weights: Any, spec: CombineSpec) -> tupl
     Raises
     ------
     ValueError
-        If ``values`` and ``weights`` are not 3-D arrays of the same shape.
+        If ``values`` and ``weights`` are not 3-D arrays of the same shape, or
+        ``spec.method`` is not one of :data:`STACK_METHODS`.
 
     Notes
     -----
-    ``mean``
-        Weighted mean of the valid samples; coverage is the sum of their weights.
     ``median``
         Weighted median of the valid samples (see the module notes); coverage is the
         sum of the weights of all valid samples.
@@ -133,6 +138,11 @@ def combine_stack(xp: Any, values: Any, weights: Any, spec: CombineSpec) -> tupl
             "values and weights must be 3-D arrays (N, h, w) of the same shape, got "
             f"{tuple(values.shape)} and {tuple(weights.shape)}"
         )
+    if spec.method not in STACK_METHODS:
+        raise ValueError(
+            f"combine {spec.method!r} is not a stack combine (one of {STACK_METHODS}); "
+            "the mean is streamed by the coadd driver without a stack"
+        )
     f32 = xp.float32
     v = xp.asarray(values).astype(f32, copy=False)
     w = xp.asarray(weights).astype(f32, copy=False)
@@ -155,11 +165,6 @@ def _combine_flat(xp: Any, v: Any, w: Any, spec: CombineSpec) -> tuple[Any, Any]
     valid = xp.isfinite(v) & xp.isfinite(w) & (w > 0)
     wv = xp.where(valid, w, f32(0))
     vv = xp.where(valid, v, f32(0))
-
-    if spec.method == "mean":
-        ref = _take(xp, vv, xp.argmax(wv, axis=0))
-        image, total = _weighted_mean(xp, vv, wv, ref)
-        return _finish(xp, image, total)
 
     # Sort every pixel's stack once; invalid samples go last (key +inf) with weight 0,
     # and their values are then zeroed so that no inf ever enters the arithmetic.

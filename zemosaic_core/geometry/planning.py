@@ -13,6 +13,7 @@ from reproject.mosaicking import find_optimal_celestial_wcs
 
 from ..errors import PlanningError
 from ..tile import TileLike
+from .graph import component_labels
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +79,6 @@ class MosaicPlan:
     wcs: WCS
     shape: tuple[int, int]
     bboxes: tuple[BoundingBox, ...]
-
-    @property
-    def full_box(self) -> BoundingBox:
-        return BoundingBox(0, self.shape[0], 0, self.shape[1])
 
     def sub_wcs(self, box: BoundingBox) -> WCS:
         """The output WCS of the sub-grid ``box`` (CRPIX shifted)."""
@@ -149,22 +146,15 @@ def _optimal_grid(tiles: Sequence[TileLike]) -> tuple[WCS, tuple[int, int]]:
 
 def _connected_groups(boxes: Sequence[BoundingBox]) -> list[list[int]]:
     """Groups of tiles linked by overlapping boxes, largest first (ties: earliest tile)."""
-    n = len(boxes)
-    seen = [False] * n
-    groups: list[list[int]] = []
-    for start in range(n):
-        if seen[start]:
-            continue
-        stack, group = [start], []
-        seen[start] = True
-        while stack:
-            i = stack.pop()
-            group.append(i)
-            for j in range(n):
-                if not seen[j] and boxes[i].overlaps(boxes[j]):
-                    seen[j] = True
-                    stack.append(j)
-        groups.append(sorted(group))
+    if not boxes:
+        return []
+    y0, y1, x0, x1 = (np.array([getattr(b, k) for b in boxes]) for k in ("y0", "y1", "x0", "x1"))
+    # Pairwise overlap of half-open boxes, vectorised (BoundingBox.overlaps, for all pairs).
+    overlap = (np.maximum(y0[:, None], y0[None, :]) < np.minimum(y1[:, None], y1[None, :])) & (
+        np.maximum(x0[:, None], x0[None, :]) < np.minimum(x1[:, None], x1[None, :])
+    )
+    labels = component_labels(len(boxes), zip(*np.nonzero(overlap), strict=True))
+    groups = [np.flatnonzero(labels == label).tolist() for label in np.unique(labels)]
     groups.sort(key=lambda g: (-len(g), g[0]))
     return groups
 

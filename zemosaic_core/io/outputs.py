@@ -21,7 +21,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from ..display.stretch import StretchMode, stretch_rgb
-from ..engine.coverage import covered_mask
+from ..engine.coverage import covered_mask, shared_plane
 from ..errors import UsageError, ZeMosaicError
 from ..result import BuildResult
 from ..runtime.scratch import release_pages
@@ -90,13 +90,8 @@ def _write_with(path: str | Path, writer: Callable[[BinaryIO], None]) -> Path:
 
 def coverage_for_output(coverage: np.ndarray) -> np.ndarray:
     """``(H, W)`` when every channel's coverage is identical, else ``(C, H, W)``."""
-    if coverage.ndim == 3 and coverage.strides[0] == 0:
-        return coverage[0]
-    if coverage.ndim == 3 and all(
-        np.array_equal(coverage[0], coverage[c]) for c in range(1, coverage.shape[0])
-    ):
-        return coverage[0]
-    return coverage
+    plane = shared_plane(coverage)
+    return coverage if plane is None else plane
 
 
 _FITS_BLOCK = 2880

@@ -68,6 +68,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import linalg as sparse_linalg
 
 from ..config import MATCH_MODES
+from ..geometry.graph import component_labels
 from ..geometry.planning import BoundingBox, MosaicPlan
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.cpus import available_cpus
@@ -498,19 +499,7 @@ def _pair_data(
 
 def _components(n: int, edges: Sequence[tuple[int, int]]) -> list[int]:
     """Component label of each node (the lowest node index of its component)."""
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i, j in edges:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    return [find(x) for x in range(n)]
+    return component_labels(n, edges).tolist()
 
 
 def _solve_differences(

@@ -67,16 +67,6 @@ def _expand(small: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarra
     return np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)[: shape[0], : shape[1]]
 
 
-def blurred_coverage(coverage: np.ndarray, sigma: float) -> np.ndarray:
-    """Normalised Gaussian blur of the coverage over its covered pixels (step 1).
-
-    ``C~ = G_sigma * (C V) / G_sigma * V`` on V = (C > 0), NaN outside V.
-    """
-    small, factor = _blurred_small(coverage, sigma)
-    full = _expand(small.astype(np.float32), factor, coverage.shape)
-    return np.where(coverage > 0, full, np.float32(np.nan))
-
-
 def well_covered_mask(
     coverage: np.ndarray, tile_weights: Sequence[float], spec: TwoPassSpec
 ) -> np.ndarray:
