@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from zemosaic_core.runtime.logsetup import level_name
+
 from .core_access import CORE_LOCK
 from .input_panel import InputPanel
 from .log_handler import QtLogHandler, apply_log_level, attach_handler, detach_handler
@@ -625,9 +627,7 @@ class MainWindow(QMainWindow):
                 splitter.restoreState(value)
         self.input_panel.last_folder = str(s.value("paths/last_input_dir", "") or "")
         self.last_save_dir = str(s.value("paths/last_save_dir", "") or "")
-        level = str(s.value("log/level", "INFO") or "INFO").upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            level = "INFO"
+        level = level_name(s.value("log/level"))
         self.log_panel.set_level(level)
         apply_log_level(level, [self.log_handler])
         self.preview_panel.set_stretch_mode(str(s.value("preview/stretch", "auto") or "auto"))
