@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ..config import setting_name
 from ..errors import ZeMosaicError
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ class ScratchSpace:
 def _no_room(folder: Path, nbytes: int, reason: str) -> ZeMosaicError:
     return ZeMosaicError(
         f"scratch folder {folder.parent} has no room for {nbytes / 2**20:.0f} MB of "
-        f"work arrays ({reason}); free some space or choose another with --scratch"
+        f"work arrays ({reason}); free some space or choose another in "
+        f"{setting_name('scratch')}"
     )
 
 
