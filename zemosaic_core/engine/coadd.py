@@ -69,7 +69,7 @@ def coadd_pass(
     batch_size: int = 0,
     cancel: CancelToken | None = None,
     progress: ProgressCallback | None = None,
-    allocate: Callable[[tuple[int, ...], type], np.ndarray] = np.empty,
+    allocate: Callable[[tuple[int, ...], type], np.ndarray] | None = None,
 ) -> CoaddResult:
     """Coadd every channel of ``tiles`` onto ``plan`` with one backend.
 
@@ -93,7 +93,8 @@ def coadd_pass(
     allocate : callable, optional
         ``allocate(shape, dtype)`` for the full-size result when the output is processed
         in several row chunks (e.g. :meth:`ScratchSpace.allocate`, which spills to
-        memory-mapped files beyond its budget). Every element gets written.
+        memory-mapped files beyond its budget). Every element gets written. Default:
+        ``numpy.empty``.
 
     Returns
     -------
@@ -114,7 +115,10 @@ def coadd_pass(
 
     # With a single chunk the reducer's own arrays become the result (no extra copy).
     # Coverage is kept as one plane while every channel agrees (see compact_coverage).
-    image = coverage_plane = coverage = None
+    allocate = allocate or np.empty
+    image: np.ndarray | None = None
+    coverage_plane: np.ndarray | None = None
+    coverage: np.ndarray | None = None
     if len(chunks) > 1:
         image = allocate((n_channels, height, width), np.float32)
         coverage_plane = allocate((height, width), np.float32)
@@ -180,6 +184,7 @@ def coadd_pass(
             if image is None:
                 image, coverage = backend.to_host(chunk_image), chunk_cov
             else:
+                assert coverage_plane is not None  # allocated with ``image`` (several chunks)
                 image[:, y0:y1] = backend.to_host(chunk_image)
                 if coverage is None and is_compact(chunk_cov):
                     coverage_plane[y0:y1] = chunk_cov[0]
@@ -193,7 +198,9 @@ def coadd_pass(
                         release_pages(done_array)  # memory-mapped results leave RSS
             del chunk_image, chunk_cov
     if coverage is None:
+        assert coverage_plane is not None  # several chunks, all with one shared plane
         coverage = np.broadcast_to(coverage_plane, (n_channels, height, width))
+    assert image is not None  # every chunk wrote its rows
 
     return CoaddResult(image=image, coverage=coverage, backend=backend.name)
 
@@ -217,8 +224,8 @@ class _MeanReducer(_Reducer):
 
     def add(self, layer: int, channel: int, region: BoundingBox, values: Any, weights: Any) -> None:
         sl = region.relative_to(self.chunk)
-        self.weighted_sum[(channel, *sl)] += values * weights
-        self.coverage[(channel, *sl)] += weights
+        self.weighted_sum[(channel,) + sl] += values * weights
+        self.coverage[(channel,) + sl] += weights
 
     def result(self) -> tuple[Any, Any]:
         coverage = sanitize_coverage(self.coverage, self.xp, in_place=True)
@@ -240,8 +247,8 @@ class _StackReducer(_Reducer):
 
     def add(self, layer: int, channel: int, region: BoundingBox, values: Any, weights: Any) -> None:
         sl = region.relative_to(self.chunk)
-        self.values[(channel, layer, *sl)] = values
-        self.weights[(channel, layer, *sl)] = weights
+        self.values[(channel, layer) + sl] = values
+        self.weights[(channel, layer) + sl] = weights
 
     def result(self) -> tuple[Any, Any]:
         from .rejection import combine_stack

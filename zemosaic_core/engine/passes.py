@@ -110,16 +110,14 @@ class BackendSession:
 
         Other parameters are those of :func:`~zemosaic_core.engine.coadd.coadd_pass`.
         """
-        kwargs = dict(
-            combine=combine,
-            pass_index=pass_index,
-            gains=gains,
-            batch_size=batch_size,
-            cancel=cancel,
-            progress=progress,
-        )
-        if self.scratch is not None:
-            kwargs["allocate"] = self.scratch.allocate
+        allocate = self.scratch.allocate if self.scratch is not None else None
+
+        def run_on(backend: Backend) -> CoaddResult:
+            return coadd_pass(
+                backend, tiles, plan, combine=combine, pass_index=pass_index, gains=gains,
+                batch_size=batch_size, cancel=cancel, progress=progress, allocate=allocate,
+            )  # fmt: skip
+
         result: CoaddResult | None = None
         if self.gpu_failed:
             logger.info(
@@ -129,12 +127,12 @@ class BackendSession:
             try:
                 gpu = self._gpu_backend()
                 if gpu is not None:
-                    result = coadd_pass(gpu, tiles, plan, **kwargs)
+                    result = run_on(gpu)
             except BackendError as exc:
                 result = None
                 self._gpu_failed_in(label, exc)
         if result is None:
-            result = coadd_pass(self.cpu, tiles, plan, **kwargs)
+            result = run_on(self.cpu)
         self.pass_backends.append(result.backend)
         self._log_channels(result, label, pass_index)
         return result

@@ -34,7 +34,8 @@ def _copy_shifted(cube: np.ndarray, offset: tuple[int, int], out: np.ndarray) ->
         (cube.shape[1], cube.shape[2]), offset, (out.shape[1], out.shape[2])
     )
     if placement is not None:
-        out[(slice(None), *placement.out_slices)] = cube[(slice(None), *placement.tile_slices)]
+        everything = (slice(None),)
+        out[everything + placement.out_slices] = cube[everything + placement.tile_slices]
 
 
 #: Output pixels per ``reproject_interp`` call: reproject holds ~100 bytes of float64
