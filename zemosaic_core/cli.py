@@ -400,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:  # leave logging as we found it (main() may run in-process, e.g. in tests)
         for name, (old_level, old_propagate) in previous.items():
             product = logging.getLogger(name)
-            product.removeHandler(handler)
+            if handler is not None:
+                product.removeHandler(handler)
             product.setLevel(old_level)
             product.propagate = old_propagate
 

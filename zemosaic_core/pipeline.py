@@ -136,7 +136,7 @@ def build_mosaic(
             gains = session.compute_gains(
                 tiles, plan, result, config.two_pass, cancel=cancel, progress=progress
             )
-            result = None  # pass 1 is not needed any more: free it before pass 2
+            del result  # pass 1 is not needed any more: free it before pass 2
             result = session.run_pass(
                 tiles,
                 plan,

@@ -485,7 +485,8 @@ class InputPanel(QWidget):
     # ---- queries --------------------------------------------------------------------
 
     def _rows(self) -> list[QTreeWidgetItem]:
-        return [self.list.topLevelItem(i) for i in range(self.list.topLevelItemCount())]
+        items = (self.list.topLevelItem(i) for i in range(self.list.topLevelItemCount()))
+        return [item for item in items if item is not None]
 
     def paths(self) -> list[Path]:
         """Every listed file, in list order."""

@@ -120,12 +120,14 @@ class _Runnable(QRunnable):
 
     def __init__(self, task: Task, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         super().__init__()
-        self.task, self.fn, self.args, self.kwargs = task, fn, args, kwargs
+        self.task: Task | None = task
+        self.fn, self.args, self.kwargs = fn, args, kwargs
 
     def run(self) -> None:
         # Only this frame holds the task from here on: the registry's reference (dropped
         # on the starting thread when `finished` arrives) is normally the last one.
         task, self.task = self.task, None
+        assert task is not None  # a runnable runs once
         try:
             value = self.fn(*self.args, **self.kwargs)
             if inspect.isgenerator(value):

@@ -141,6 +141,22 @@ class _Blob:
     colour: tuple[float, float, float]
 
 
+@dataclass(frozen=True)
+class _Galaxy:
+    """A Sersic galaxy (tangent-plane arcsec): centre, effective radius, index, axis
+    ratio, position angle, intensity at the effective radius, core softening, colour."""
+
+    xi: float
+    eta: float
+    r_eff: float
+    n: float
+    q: float
+    angle: float
+    i_eff: float
+    core: float
+    colour: tuple[float, float, float]
+
+
 class SyntheticSky:
     """The noise-free demo sky, a pure function of the position on the sky.
 
@@ -227,17 +243,17 @@ class SyntheticSky:
         self._dust = _Blob(0.0, 0.02 * yh, 0.60 * s, 0.05 * s, math.radians(-35), 0.6, (1, 1, 1))
         # (its amplitude is the fraction of the emission absorbed on its axis)
         # A Sersic galaxy, warm coloured.
-        self._galaxy = {
-            "xi": 0.55 * xh,
-            "eta": -0.40 * yh,
-            "r_eff": 0.045 * s,
-            "n": 1.5,
-            "q": 0.45,
-            "angle": math.radians(50),
-            "i_eff": 120.0,
-            "core": 2.0,
-            "colour": (1.0, 0.85, 0.62),
-        }
+        self._galaxy = _Galaxy(
+            xi=0.55 * xh,
+            eta=-0.40 * yh,
+            r_eff=0.045 * s,
+            n=1.5,
+            q=0.45,
+            angle=math.radians(50),
+            i_eff=120.0,
+            core=2.0,
+            colour=(1.0, 0.85, 0.62),
+        )
         # Sky background: a level per channel and a gentle linear tilt (fraction per half extent).
         self._tilt = (0.04, -0.025)
 
@@ -366,27 +382,27 @@ class SyntheticSky:
             box = boxes.find(blob.xi, blob.eta, _GAUSS_TRUNCATE * blob.sigma_major)
             if box is not None:
                 values = _gaussian(blob, xi[box], eta[box])
-                nebula[(slice(None), *box)] += np.asarray(blob.colour)[:, None, None] * values
+                nebula[(slice(None),) + box] += np.asarray(blob.colour)[:, None, None] * values
         dust = self._dust
         box = boxes.find(dust.xi, dust.eta, _GAUSS_TRUNCATE * dust.sigma_major)
         if box is not None:
             transmission = 1.0 - _gaussian(dust, xi[box], eta[box])
-            nebula[(slice(None), *box)] *= transmission[None]
+            nebula[(slice(None),) + box] *= transmission[None]
         out += nebula
         g = self._galaxy
-        box = boxes.find(g["xi"], g["eta"], _SERSIC_TRUNCATE * g["r_eff"] / g["q"])
+        box = boxes.find(g.xi, g.eta, _SERSIC_TRUNCATE * g.r_eff / g.q)
         if box is not None:
-            dx = xi[box] - g["xi"]
-            dy = eta[box] - g["eta"]
-            ca, sa = math.cos(g["angle"]), math.sin(g["angle"])
+            dx = xi[box] - g.xi
+            dy = eta[box] - g.eta
+            ca, sa = math.cos(g.angle), math.sin(g.angle)
             u = ca * dx + sa * dy
-            v = (-sa * dx + ca * dy) / g["q"]
-            r = np.sqrt(u * u + v * v + g["core"] ** 2)
-            n = g["n"]
+            v = (-sa * dx + ca * dy) / g.q
+            r = np.sqrt(u * u + v * v + g.core**2)
+            n = g.n
             b_n = 2.0 * n - 1.0 / 3.0 + 4.0 / (405.0 * n)
-            profile = g["i_eff"] * np.exp(-b_n * ((r / g["r_eff"]) ** (1.0 / n) - 1.0))
-            profile[r >= _SERSIC_TRUNCATE * g["r_eff"]] = 0.0
-            out[(slice(None), *box)] += np.asarray(g["colour"])[:, None, None] * profile[None]
+            profile = g.i_eff * np.exp(-b_n * ((r / g.r_eff) ** (1.0 / n) - 1.0))
+            profile[r >= _SERSIC_TRUNCATE * g.r_eff] = 0.0
+            out[(slice(None),) + box] += np.asarray(g.colour)[:, None, None] * profile[None]
         return out
 
     def _add_stars(self, out: np.ndarray, wcs: WCS, xi: np.ndarray, eta: np.ndarray) -> None:
@@ -881,5 +897,6 @@ def ensure_demo_tiles(directory: str | Path, tile_size: int | None = None) -> li
     if existing:
         return existing
     logger.info("Writing the demo tiles to %s (first run)", folder)
-    kwargs = {"tile_size": tile_size} if tile_size else {}
-    return list(write_demo_tiles(folder, **kwargs))
+    if tile_size:
+        return list(write_demo_tiles(folder, tile_size=tile_size))
+    return list(write_demo_tiles(folder))

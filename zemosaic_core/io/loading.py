@@ -33,7 +33,7 @@ from astropy.wcs import WCS, NoConvergence
 from ..errors import InputError, NoUsableInputError
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
-from ..tile import LazyTile, Tile
+from ..tile import LazyTile, Tile, TileLike
 from .debayer import BAYER_PATTERNS, array_pattern, debayer_bilinear
 
 logger = logging.getLogger(__name__)
@@ -97,13 +97,13 @@ class LoadResult:
 
     Attributes
     ----------
-    tiles : list of Tile
-        The usable tiles, in input order, all with the same channel count.
+    tiles : list of TileLike
+        The usable tiles (a :class:`LazyTile` for those read again when needed), in input order, all with the same channel count.
     skipped : list of InputError
         One entry per file that was not used, with its reason.
     """
 
-    tiles: list[Tile] = field(default_factory=list)
+    tiles: list[TileLike] = field(default_factory=list)
     skipped: list[InputError] = field(default_factory=list)
 
 
@@ -678,8 +678,8 @@ def probe_input(path: str | Path) -> InputProbe:
     except InputError as err:
         return InputProbe(p, False, err.reason, None, None, size_bytes)
     except Exception as exc:
-        err = _fail(p, f"unreadable FITS file ({_exc_text(exc)})", exc)
-        return InputProbe(p, False, err.reason, None, None, size_bytes)
+        failure = _fail(p, f"unreadable FITS file ({_exc_text(exc)})", exc)
+        return InputProbe(p, False, failure.reason, None, None, size_bytes)
     channels = selection.n_channels
     shape = (channels, selection.height, selection.width)
     return InputProbe(p, True, None, channels, shape, size_bytes)
@@ -741,7 +741,7 @@ def load_tiles(
     """
     items = list(paths)
     total = len(items)
-    loaded: list[Tile | LazyTile] = []
+    loaded: list[TileLike] = []
     skipped: list[InputError] = []
 
     def skip(err: InputError) -> None:
@@ -758,22 +758,21 @@ def load_tiles(
             skip(err)
         else:
             held += tile.data.nbytes
-            if memory_budget is not None and held > memory_budget:
-                tile = _lazy(tile)
-            loaded.append(tile)
+            over_budget = memory_budget is not None and held > memory_budget
+            loaded.append(_lazy(tile) if over_budget else tile)
         report(progress, "load", done, total)
     check_cancel(cancel)
 
-    tiles: list[Tile] = []
+    tiles: list[TileLike] = []
     if loaded:
         counts = Counter(tile.n_channels for tile in loaded)
         keep = max(counts, key=lambda c: (counts[c], c))  # majority; a tie goes to 3
-        for tile in loaded:
-            if tile.n_channels == keep:
-                tiles.append(tile)
+        for candidate in loaded:
+            if candidate.n_channels == keep:
+                tiles.append(candidate)
             else:
-                word, among = _channel_word(tile.n_channels), _channel_word(keep)
-                skip(InputError(tile.path, f"{word} image among {among} tiles"))
+                word, among = _channel_word(candidate.n_channels), _channel_word(keep)
+                skip(InputError(candidate.path, f"{word} image among {among} tiles"))
     if not tiles:
         raise NoUsableInputError(f"no usable input among {total} file(s)")
     logger.info(

@@ -81,7 +81,7 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
         raise
 
 
-def _write_with(path: str | Path, writer: Callable[[BinaryIO], None]) -> Path:
+def _write_with(path: str | Path, writer: Callable[[BinaryIO], object]) -> Path:
     with atomic_write(path) as handle:
         writer(handle)
     logger.info("Wrote %s", path)
