@@ -25,14 +25,16 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/zemosaic demo-data $(DEMO)
 
-test: $(STAMP)
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
-
+# Static checks: style, types (mypy, config in pyproject.toml) and the architecture
+# contracts (import-linter: the core never imports Qt; layers of the core).
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
 
 format: $(STAMP)
 	$(PY) -m ruff format .
@@ -42,4 +44,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_coadd.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) $(OUT) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(DEMO) $(OUT) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache .grimp_cache build *.egg-info

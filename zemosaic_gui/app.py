@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from zemosaic_core.config import BACKENDS
 from zemosaic_core.datasets.demo import (
@@ -237,14 +238,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("Building the demo mosaic headless instead.", flush=True)
             return run_headless(args)
 
-    app = QApplication.instance()
-    owns_app = app is None
-    if app is None:
+    existing = QApplication.instance()
+    owns_app = existing is None
+    if existing is None:
         app = QApplication([sys.argv[0] if sys.argv else "zemosaic-gui"])
+    else:  # a widget application already runs (tests, an embedding host)
+        app = cast(QApplication, existing)
     app.setOrganizationName("ZeMosaic")
     app.setApplicationName("ZeMosaic")
     app.setApplicationDisplayName("ZeMosaic")
-    apply_theme(app)  # type: ignore[arg-type]
+    apply_theme(app)
     window = open_window(args)
     if not owns_app:  # an application already runs its loop (tests, an embedding host)
         _OPEN_WINDOWS.append(window)

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from zemosaic_core.display.stretch import StretchMode
 from zemosaic_core.runtime.logsetup import level_name
 
 from .core_access import CORE_LOCK
@@ -97,7 +98,7 @@ def output_kind(path: str | os.PathLike[str], name_filter: str = "") -> str:
     raise ValueError(f"unknown output format for {Path(path).name!r}: use .fits, .tif or .png")
 
 
-def write_output(path: Path, kind: str, result: Any, stretch: str) -> Path:
+def write_output(path: Path, kind: str, result: Any, stretch: StretchMode) -> Path:
     """Write one output with the core's writers (runs in a pool thread).
 
     Parameters
@@ -105,7 +106,7 @@ def write_output(path: Path, kind: str, result: Any, stretch: str) -> Path:
     path : Path
     kind : {"fits", "tiff", "png"}
     result : BuildResult
-    stretch : str
+    stretch : {"auto", "linear", "asinh"}
         Stretch of the PNG (the preview's).
 
     Returns

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import qtawesome as qta
@@ -38,6 +38,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from zemosaic_core.display.stretch import StretchMode
 
 from . import display
 from .core_access import CORE_LOCK
@@ -462,9 +464,10 @@ class PreviewPanel(QWidget):
         """The build result shown (None when empty)."""
         return self._result
 
-    def stretch_mode(self) -> str:
+    def stretch_mode(self) -> StretchMode:
         """``"auto"``, ``"linear"`` or ``"asinh"``."""
-        return str(self.stretch_combo.currentData())
+        # The combo's items are the core's STRETCH_MODES, nothing else.
+        return cast("StretchMode", str(self.stretch_combo.currentData()))
 
     def set_stretch_mode(self, mode: str) -> None:
         """Select a stretch mode (re-renders when a mosaic is shown)."""
@@ -498,7 +501,7 @@ class PreviewPanel(QWidget):
         self.info_label.setText(f"{w} × {h} px · {'RGB' if n_ch >= 3 else 'mono'}")
         self._set_controls_enabled(True)
         self.stretch_combo.setEnabled(self.view_mode() == "rgb")
-        self.render()
+        self.render_view()
 
     def clear(self) -> None:
         """Forget the result and show the empty hint."""
@@ -515,7 +518,7 @@ class PreviewPanel(QWidget):
         return self._params
 
     @Slot()
-    def render(self) -> None:
+    def render_view(self) -> None:
         """Render the current view: instant strided copy, then full resolution."""
         result = self._result
         if result is None:
@@ -566,13 +569,13 @@ class PreviewPanel(QWidget):
     @Slot()
     def _on_stretch_changed(self) -> None:
         if self._result is not None and self.view_mode() == "rgb":
-            self.render()
+            self.render_view()
 
     @Slot(bool)
     def _on_view_changed(self, _checked: bool) -> None:
         self.stretch_combo.setEnabled(self._result is not None and self.view_mode() == "rgb")
         if self._result is not None:
-            self.render()
+            self.render_view()
 
     @Slot(float)
     def _on_zoom_changed(self, zoom: float) -> None:

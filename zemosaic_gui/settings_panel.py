@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -26,6 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from .tasks import Task, start_task
+
+if TYPE_CHECKING:
+    from zemosaic_core.config import CombineName
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +361,8 @@ class SettingsPanel(QWidget):
         from zemosaic_core import BuildConfig, CombineSpec, TwoPassSpec
 
         combine = CombineSpec(
-            method=str(self.combine_combo.currentData()),
+            # The combo's items are the core's COMBINES; CombineSpec checks it again.
+            method=cast("CombineName", str(self.combine_combo.currentData())),
             kappa=float(self.kappa_spin.value()),
             iterations=int(self.iterations_spin.value()),
             limits=(float(self.winsor_low_spin.value()), float(self.winsor_high_spin.value())),

@@ -73,7 +73,7 @@ from ..geometry.planning import BoundingBox, MosaicPlan
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.cpus import available_cpus
 from ..runtime.progress import ProgressCallback, report
-from ..tile import Tile
+from ..tile import TileLike
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class MatchResult:
 
     Attributes
     ----------
-    tiles : list of Tile
+    tiles : list of TileLike
         The corrected tiles, in input order: new tiles holding new arrays
         (``gain * data + offset``, through the tile's ``corrected`` method when it has
         one, so that a tile kept on disk applies it on read); a tile left as it is
@@ -130,7 +130,7 @@ class MatchResult:
         Index of the reference tile (gain 1, offsets 0).
     """
 
-    tiles: list[Tile]
+    tiles: list[TileLike]
     gains: np.ndarray
     offsets: np.ndarray
     reference: int
@@ -329,7 +329,7 @@ def _coarse_box(box: BoundingBox, k: int, coarse_shape: tuple[int, int]) -> Boun
 
 
 def _sample_tile(
-    tile: Tile, plan: MosaicPlan, box: BoundingBox, k: int, coarse_shape: tuple[int, int]
+    tile: TileLike, plan: MosaicPlan, box: BoundingBox, k: int, coarse_shape: tuple[int, int]
 ) -> _Sample | None:
     """Block-median ``tile`` and sample it at the coarse output pixels of ``box``."""
     cbox = _coarse_box(box, k, coarse_shape)
@@ -660,7 +660,7 @@ def _warn_clipped(raw: np.ndarray, clipped: np.ndarray, names: Sequence[str]) ->
     for i in np.flatnonzero(raw != clipped):
         logger.warning(
             "%s: matched gain %.3f outside [%.2f, %.2f], clipped to %.3f",
-            names[i],
+            names[int(i)],
             raw[i],
             lo,
             hi,
@@ -695,7 +695,7 @@ def _in_threads(func: Callable[[int], T], n_jobs: int) -> Iterator[T]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _identity(tiles: Sequence[Tile]) -> MatchResult:
+def _identity(tiles: Sequence[TileLike]) -> MatchResult:
     n_channels = tiles[0].n_channels if tiles else 0
     return MatchResult(
         tiles=list(tiles),
@@ -706,7 +706,7 @@ def _identity(tiles: Sequence[Tile]) -> MatchResult:
 
 
 def match_tiles(
-    tiles: Sequence[Tile],
+    tiles: Sequence[TileLike],
     plan: MosaicPlan,
     *,
     mode: str = "affine",
@@ -717,7 +717,7 @@ def match_tiles(
 
     Parameters
     ----------
-    tiles : sequence of Tile
+    tiles : sequence of TileLike
         The tiles of the build, in the order of ``plan.bboxes``, one channel count.
     plan : MosaicPlan
         The output grid the tiles were planned on.
@@ -830,7 +830,7 @@ def match_tiles(
         gains[f] = 1.0
         offsets[f] = 0.0
 
-    def apply(idx: int) -> Tile:
+    def apply(idx: int) -> TileLike:
         check_cancel(cancel)
         tile, g, off = tiles[idx], float(gains[idx]), offsets[idx]
         if g == 1.0 and not np.any(off):
@@ -842,7 +842,7 @@ def match_tiles(
         data += off.astype(np.float32)[:, None, None]
         return tile.with_data(data)
 
-    matched: list[Tile] = []
+    matched: list[TileLike] = []
     for idx, tile in enumerate(_in_threads(apply, n)):
         matched.append(tile)
         logger.debug(

@@ -23,7 +23,7 @@ from ..engine.backends.base import Backend, PreparedTile
 from ..geometry.planning import MosaicPlan
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
-from ..tile import Tile
+from ..tile import TileLike
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def robust_gain(tile_values: np.ndarray, consensus: np.ndarray) -> float:
 
 
 def _resampled_luminances(
-    backend: Backend, tiles: Sequence[Tile], plan: MosaicPlan, indices: Sequence[int]
+    backend: Backend, tiles: Sequence[TileLike], plan: MosaicPlan, indices: Sequence[int]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Mean over channels and weight ``W`` of several tiles, resampled onto their boxes.
 
@@ -128,7 +128,7 @@ def _resampled_luminances(
 
 
 def _luminance(
-    backend: Backend, prepared: PreparedTile, tile: Tile
+    backend: Backend, prepared: PreparedTile, tile: TileLike
 ) -> tuple[np.ndarray, np.ndarray]:
     xp = backend.xp
     total = xp.zeros(prepared.region.shape, dtype=xp.float32)
@@ -157,7 +157,7 @@ class _TileSamples:
 
 def _collect_samples(
     backend: Backend,
-    tiles: Sequence[Tile],
+    tiles: Sequence[TileLike],
     plan: MosaicPlan,
     well: np.ndarray,
     spec: TwoPassSpec,
@@ -210,7 +210,7 @@ def _collect_samples(
 
 def compute_gains(
     backend: Backend,
-    tiles: Sequence[Tile],
+    tiles: Sequence[TileLike],
     plan: MosaicPlan,
     coverage: np.ndarray,
     spec: TwoPassSpec,
@@ -236,7 +236,7 @@ def compute_gains(
     ----------
     backend : Backend
         Resamples the tiles (the backend of pass 1); may raise ``BackendError``.
-    tiles : sequence of Tile
+    tiles : sequence of TileLike
         The matched tiles, in plan order.
     plan : MosaicPlan
     coverage : ndarray, float32, (H, W)
