@@ -10,7 +10,7 @@ from astropy.io import fits
 from PIL import Image
 from synthetic import make_wcs, sky
 
-from zemosaic_core.display.stretch import downsample, stretch_rgb
+from zemosaic_core.display.stretch import stretch_rgb
 from zemosaic_core.errors import UsageError, ZeMosaicError
 from zemosaic_core.io.outputs import (
     TEMP_PREFIX,
@@ -145,14 +145,6 @@ def test_auto_stretch_is_linked_and_targets_the_background():
         assert stretch_rgb(image, mode).shape == (100, 100, 3)
     with pytest.raises(ValueError):
         stretch_rgb(image, "bogus")
-
-
-def test_downsample_is_nan_aware():
-    cube = np.ones((3, 100, 60), dtype=np.float32)
-    cube[:, :50] = np.nan
-    small = downsample(cube, 25)
-    assert max(small.shape[1:]) <= 25
-    assert np.isnan(small[:, 0]).all() and np.all(small[:, -1] == 1)
 
 
 def test_accented_tile_names_and_usual_file_mode(tmp_path):

@@ -483,10 +483,6 @@ class PreviewPanel(QWidget):
         """Show the RGB mosaic (``"rgb"``) or the coverage map (``"coverage"``)."""
         (self.coverage_button if mode == "coverage" else self.rgb_button).setChecked(True)
 
-    def is_refined(self) -> bool:
-        """Whether the shown rendering is the final one (no background job pending)."""
-        return not self._jobs
-
     def set_result(self, result: Any) -> None:
         """Show a build result (``image``, ``coverage``, ``wcs``).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+from astropy.stats import mad_std
 
 from ..runtime.scratch import release_pages
 
@@ -23,37 +24,6 @@ ASINH_BETA = 500.0
 
 _SAMPLE_PIXELS = 4_000_000
 _BAND_PIXELS = 1 << 20
-
-
-def downsample(image: np.ndarray, max_side: int) -> np.ndarray:
-    """Block-average ``(C, H, W)`` (or ``(H, W)``) so its longer side is <= ``max_side``.
-
-    NaN-aware: a block is NaN only when all its pixels are. Returns a new float32 array;
-    works one channel and one band of block rows at a time.
-    """
-    squeeze = image.ndim == 2
-    cube = image[None] if squeeze else image
-    channels, height, width = cube.shape
-    factor = int(np.ceil(max(height, width) / max(1, max_side)))
-    if factor <= 1:
-        out = np.array(cube, dtype=np.float32)
-        return out[0] if squeeze else out
-    cols = np.arange(0, width, factor)
-    out_h = -(-height // factor)
-    out = np.empty((channels, out_h, cols.size), dtype=np.float32)
-    band = max(1, _BAND_PIXELS // (width * factor)) * factor  # rows per band
-    for c in range(channels):
-        for y0 in range(0, height, band):
-            block = np.asarray(cube[c, y0 : y0 + band], dtype=np.float32)
-            rows = np.arange(0, block.shape[0], factor)
-            finite = np.isfinite(block)
-            total = np.add.reduceat(np.where(finite, block, 0), rows, axis=0, dtype=np.float64)
-            total = np.add.reduceat(total, cols, axis=1)
-            count = np.add.reduceat(np.add.reduceat(finite, rows, axis=0), cols, axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-            out[c, y0 // factor : y0 // factor + rows.size] = means
-    return out[0] if squeeze else out
 
 
 def _mtf(midtones: float, x: np.ndarray) -> np.ndarray:
@@ -85,7 +55,7 @@ def stretch_parameters(image: np.ndarray, mode: StretchMode = "auto") -> dict[st
     if mode == "auto":
         x = np.clip((finite - lo) / (hi - lo), 0, 1)
         median = float(np.median(x))
-        mad = 1.4826 * float(np.median(np.abs(x - median)))
+        mad = float(mad_std(x))
         shadows = min(max(0.0, median + SHADOWS_CLIP * mad), median)
         span = max(1e-6, 1.0 - shadows)
         midtones = float(_mtf(TARGET_BACKGROUND, np.asarray((median - shadows) / span)))
