@@ -308,16 +308,6 @@ def assert_equal_up_to_a_constant(image, reference, coverage, atol):
     assert step <= atol, f"steps of up to {step:.3g} between tiles"
 
 
-#: Offsets are not recovered exactly on main yet where the planted steps are large
-#: against the data: matching's solve is being rewritten (issue 10: a ridge of
-#: 1e-9 * diag.max() biases exact data).
-PLUS_I_XFAIL = pytest.mark.xfail(
-    strict=False,
-    reason="issue 10: offset matching leaves steps of up to 7.3 on exact data "
-    "(the matching rewrite fixes it)",
-)
-
-
 @pytest.fixture(scope="module")
 def consistent_dir(array, tmp_path_factory):
     return write_tiles(tmp_path_factory.mktemp("consistent"), cut_outs(array, overlapping_views()))
@@ -333,7 +323,6 @@ def consistent_builds(consistent_dir):
     return builds
 
 
-@PLUS_I_XFAIL
 def test_offsets_plus_i_are_recovered(
     array, consistent_builds, backend_name, tmp_path, monkeypatch
 ):
@@ -351,7 +340,7 @@ def test_offsets_plus_i_are_recovered(
     assert_equal_up_to_a_constant(image, reference, coverage, atol=1e-4)
 
 
-@pytest.mark.parametrize("scale", [1e-5, pytest.param(1e5, marks=PLUS_I_XFAIL)])
+@pytest.mark.parametrize("scale", [1e-5, 1e5])
 def test_offsets_are_recovered_at_any_scale(array, tmp_path, monkeypatch, scale):
     """``test_solve_corrections_sgd``: random corrections at very different absolute
     scales are solved exactly (here as a whole build of the cut-outs, image and offsets

@@ -134,3 +134,37 @@ def test_gains_on_a_coarse_lattice_match_the_full_grid(clean, monkeypatch):
     coarse = _gains(scaled, plan, first)
     assert abs(coarse[4] * 1.1 - 1) < 0.01
     np.testing.assert_allclose(coarse, full, atol=2e-3)
+
+
+def test_clipped_fit_runs_once_per_tile(clean, monkeypatch):
+    """Issue 10: the gain fit's medians ran in every round (270 calls, 26 s of a 35 s
+    build); now each tile's clipped fit runs once, later rounds refit by dot products."""
+    from zemosaic_core.photometry import twopass
+
+    tiles, plan, _ = clean
+    scaled = list(tiles)
+    scaled[1] = tiles[1].with_data(tiles[1].data * np.float32(1.08))
+    first = coadd_pass(CpuBackend(), scaled, plan, combine=MEAN)
+    calls = []
+    original = twopass._clipped_gain
+
+    def counting(a, b):
+        calls.append(a.size)
+        return original(a, b)
+
+    monkeypatch.setattr(twopass, "_clipped_gain", counting)
+    gains = _gains(scaled, plan, first)
+    assert len(calls) <= len(tiles)
+    assert abs(gains[1] * 1.08 - 1) < 0.01
+
+
+def test_identity_after_matching_consistent_tiles(clean):
+    """Consistent tiles, matched first (as a default build does): two-pass stays the
+    identity, it does not fight the matching."""
+    from zemosaic_core.photometry.matching import match_tiles
+
+    tiles, plan, _ = clean
+    matched = match_tiles(tiles, plan).tiles
+    first = coadd_pass(CpuBackend(), matched, plan, combine=MEAN)
+    gains = _gains(matched, plan, first)
+    assert np.all(np.abs(gains - 1) < 1e-3)

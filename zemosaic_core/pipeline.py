@@ -114,7 +114,9 @@ def build_mosaic(
     check_cancel(cancel)
     skipped = [*loaded.skipped, *excluded]
     del loaded  # the matched tiles replace the loaded ones: do not hold both
-    tiles = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress).tiles
+    matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
+    tiles, match_gains, match_offsets = matched.tiles, matched.gains, matched.offsets
+    del matched
 
     scratch_dir = config.scratch or (config.output.parent if config.output else None)
     scratch = ScratchSpace(scratch_dir, ram_budget=budget.scratch)
@@ -168,6 +170,8 @@ def build_mosaic(
         tile_paths=[t.path for t in tiles],
         skipped=skipped,
         gains=gains,
+        match_gains=match_gains,
+        match_offsets=match_offsets,
     )
     check_cancel(cancel)
     if config.output is not None:

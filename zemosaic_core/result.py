@@ -53,6 +53,11 @@ class BuildResult:
         Inputs left out, each with its reason.
     gains : ndarray or None
         Two-pass gains per tile (None without two-pass).
+    match_gains : ndarray or None
+        Photometric matching gains per tile, in ``tile_paths`` order (None when the
+        build did not report them).
+    match_offsets : ndarray or None
+        Matching offsets per tile and channel, (N, C).
     outputs : dict of str to Path
         Files written: keys among "fits", "preview", "tiff".
     """
@@ -66,6 +71,8 @@ class BuildResult:
     tile_paths: list[Path]
     skipped: list[InputError] = field(default_factory=list)
     gains: np.ndarray | None = None
+    match_gains: np.ndarray | None = None
+    match_offsets: np.ndarray | None = None
     outputs: dict[str, Path] = field(default_factory=dict)
 
     @property

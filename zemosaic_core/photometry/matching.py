@@ -2,54 +2,60 @@
 
 Every tile gets one gain, shared by its channels (so its colour balance is kept), and
 one offset per channel, so that ``corrected = gain * data + offset`` agrees with its
-neighbours where they overlap. The solution is computed once, on the CPU, with NumPy
-only and without any randomness, from downsampled overlap statistics:
+neighbours where they overlap. Matching must never make consistent data worse, so a
+gain is fitted only where the overlaps prove it is needed; otherwise offsets alone.
+The solution is computed once, on the CPU, with NumPy/SciPy only and without any
+randomness, from downsampled overlap statistics:
 
 1. **Coarse grid.** The output grid is seen through blocks of ``k x k`` pixels, ``k``
    chosen so that the coarse grid is at most `COARSE_TARGET` pixels on its long
-   side (256 to 512 px for any canvas larger than that; ``k = 1`` for smaller ones).
+   side (``k = 1`` for smaller canvases).
 2. **Block medians.** Each tile is reduced by the median of its own ``k_t x k_t``
-   blocks (``k_t`` = ``k`` scaled by the ratio of the output and tile pixel scales).
-   The median ignores NaN, a block less than 3/4 finite is NaN, and pixels of weight 0
-   count as NaN. Hot pixels, faint stars and thin trails vanish at this stage; what
-   is left of brighter stars and trails departs from a local background (block
-   medians over ~12 tile pixels) by more than `SOURCE_SIGMA` robust sigma and is
-   masked, with a margin for the wings. Each coarse tile's noise is measured (MAD of
-   second differences).
+   blocks (``k_t`` = ``k`` scaled by the ratio of the output and tile pixel scales),
+   NaN-aware; pixels of weight 0 count as NaN. What is left of stars and trails is
+   masked against a local background (`SOURCE_SIGMA`). A tile whose blocks are all
+   equal (blank or constant) is left out of matching with a WARNING.
 3. **Resampling.** Each coarse tile is sampled bilinearly at the centres of the coarse
-   output pixels its box covers, through the exact astropy transform of the full
-   output WCS and the tile's full WCS (SIP included): the coarse pixel ``I`` covers
-   output pixels ``k I .. k I + k - 1`` and its centre is output pixel
-   ``k I + (k - 1) / 2``; tile block ``J`` has its centre at tile pixel
-   ``k_t J + (k_t - 1) / 2``. This is the same as ``reproject_interp`` onto a coarse
-   WCS (CDELT x k, CRPIX -> (CRPIX - 0.5) / k + 0.5), but exact for SIP tiles, whose
-   distortion polynomials cannot be rescaled, and it also yields each sample's noise
-   variance factor (the sum of the squared bilinear weights).
-4. **Pairs.** For every pair of tiles whose boxes overlap, the coarse pixels finite in
-   every channel of both tiles are compared: ``b = r a + d_c`` with one slope ``r``
-   for all channels and one intercept per channel. The fit is a Deming
-   (errors-in-variables) regression, whose noise-variance ratio comes from each tile's
-   measured noise and the bilinear weights, so noise in both tiles does not bias the
-   slope towards zero (plain least squares would, by several percent on flat skies).
-   It is iterated with a clip of the per-channel residuals at ``3.5`` robust sigma,
-   started from medians and a ratio of MADs: whatever the mask missed does not move
-   it. A pair also yields the variance of its log slope (infinite when the overlap
-   holds no structure beyond noise: then it fixes offsets only).
-5. **Global solve.** Gains: ``log g_i - log g_j = log r_ij`` weighted by
-   ``1 / var(log r_ij)`` (pairs with a slope uncertain by more than `MAX_GAIN_SD`
-   left out), plus a weak prior ``log g_i = 0 +- GAIN_PRIOR_SIGMA``. Offsets, per
-   channel, with the gains fixed: ``o_i - o_j = g_j mean_b - g_i mean_a`` (the pair's
-   inlier means) weighted by the inverse variance of that difference (proportional
-   to the number of inlier pixels). Each is one sparse weighted least-squares problem,
-   solved by iteratively reweighted least squares (Huber weights), with the reference
-   tile fixed at ``(1, 0)``; the reference is the tile with the largest total overlap
-   area (ties: lowest index). An outer loop drops pairs whose residual exceeds
-   `PAIR_REJECT_SIGMA` robust sigma, never one that would cut a tile off its
-   reference, and solves again. Gains are clipped to `GAIN_LIMITS` (WARNING).
+   output pixels its box covers, through the exact astropy transform (SIP included).
+4. **Overlap graph.** Matching every overlapping pair costs O(n^2) (1000 subs of one
+   field overlap 500 000 times), so each tile is linked to its `NEIGHBOURS` largest
+   overlaps (by box intersection) plus the edges of a maximum spanning forest of the
+   overlap areas, which keeps every group of overlapping tiles connected: at most
+   ``n * NEIGHBOURS + n - 1`` pairs.
+5. **Pairs.** The common coarse pixels of a pair are averaged in cells of
+   `CELL_SIZE` x `CELL_SIZE` coarse pixels. Cell means are insensitive to the two
+   tiles' different resampling (a rotated tile is smoothed more by its interpolation,
+   which biases a pixel-by-pixel slope by percents on structured skies) and are nearly
+   independent, so their scatter is an honest measure of the pair's uncertainty. A
+   robust errors-in-variables (Deming) fit ``b = r a + d_c`` (one slope, one intercept
+   per channel, iterative clipping at `PAIR_CLIP_SIGMA`) gives the log slope, its
+   variance **from the fit's own residuals**, and the inlier means.
+6. **Gains, by model selection.** ``log g_i - log g_j = log r_ij`` is solved by robust
+   weighted least squares (Huber) over the pairs whose slope is known to
+   `MAX_GAIN_SD`. A tile keeps its gain only when the data demand it: with ``z_i`` its
+   log gain over its standard error (the inverse of the normal matrix, scaled up by
+   the robust spread of the normalised pair residuals when they scatter more than
+   their own error bars, and never below half the variance of the tile's best pair:
+   the pairs of one tile share its pixels, so their errors are not independent), the
+   gain lowers the overlap chi-square by about ``z_i^2``
+   and costs one parameter; the Bayesian information criterion keeps it when
+   ``z_i^2 > ln N_i`` (``N_i`` = the cells of its informative overlaps). Tiles whose
+   gain fails the test are fixed at 1 and the rest is solved again (backward
+   elimination, a few rounds). On consistent tiles every gain is exactly 1.
+7. **Offsets and the level.** With the gains fixed, per channel,
+   ``o_i - o_j = g_j mean_b - g_i mean_a`` (the pair's inlier means), weighted by its
+   inverse variance, by the same robust solver. Neither system gets a ridge, prior or
+   floor: each connected group is solved exactly, its gauge fixed afterwards by
+   shifting the solution so that the **median** over its tiles is 0: the median log
+   gain, and per channel the median change of level ``o_i + (g_i - 1) L_i`` (``L_i``
+   the tile's median level). The mosaic keeps the level of its typical tile; no single
+   tile (a blank one, a cloudy one) is its reference. An outer loop drops pairs whose
+   residual exceeds `PAIR_REJECT_SIGMA` robust sigma, never one that would split a
+   group, and solves again. Gains are clipped to `GAIN_LIMITS` (WARNING).
 
 Tiles that overlap no other tile keep gain 1 and offset 0 (WARNING naming each); a
-group of tiles that does not touch the reference's group is matched within itself,
-against its own reference (WARNING).
+group of tiles that does not touch the largest group is matched within itself,
+anchored on its own median level (WARNING).
 """
 
 from __future__ import annotations
@@ -75,6 +81,17 @@ from ..runtime.cpus import available_cpus
 from ..runtime.progress import ProgressCallback, report
 from ..tile import TileLike
 
+__all__ = [
+    "MODES",
+    "MatchResult",
+    "block_median",
+    "coarse_factor",
+    "mask_compact_sources",
+    "match_tiles",
+    "overlap_graph",
+    "tile_block_factor",
+]
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -85,25 +102,31 @@ MODES: tuple[str, ...] = MATCH_MODES
 COARSE_TARGET = 512
 #: A block median needs at least this fraction of finite pixels in its block.
 MIN_BLOCK_FILL = 0.75
-#: A pair needs at least this many common coarse pixels to be used.
-MIN_PAIR_PIXELS = 16
+#: Side of the cells (coarse pixels) a pair's common pixels are averaged in.
+CELL_SIZE = 4
+#: A pair needs at least this many common cells to be used.
+MIN_PAIR_CELLS = 8
 #: Compact sources (stars, trails) departing this far from the local median are masked.
 SOURCE_SIGMA = 4.0
 #: A pair whose log slope is uncertain by more than this gives no gain information.
 MAX_GAIN_SD = 0.05
-#: Weak prior on every log gain: 0 +- this (keeps gains from wandering off through
-#: weakly measured overlaps; negligible against any well measured one).
-GAIN_PRIOR_SIGMA = 0.25
 #: Gains outside this range are clipped (with a WARNING).
 GAIN_LIMITS: tuple[float, float] = (0.5, 2.0)
-#: Per-pixel residual clip of the pair fits, robust sigma.
+#: Per-cell residual clip of the pair fits, robust sigma.
 PAIR_CLIP_SIGMA = 3.5
 #: Rejection threshold of whole pairs in the global solve, robust sigma.
 PAIR_REJECT_SIGMA = 5.0
+#: Each tile is matched against (at most) this many of its largest overlaps, plus the
+#: links that keep the overlap graph connected.
+NEIGHBOURS = 8
 #: Threads used to prepare and correct tiles (at most; never more than the CPUs).
 MAX_THREADS = 8
+#: Above this many unknowns the gain uncertainties come from each tile's own overlaps
+#: (the diagonal of the normal matrix) instead of a dense inverse.
+DENSE_COVARIANCE_LIMIT = 2000
 _PAIR_ITERATIONS = 20
 _GLOBAL_ITERATIONS = 5
+_SELECTION_ROUNDS = 10
 _IRLS_ITERATIONS = 30
 _HUBER_K = 1.345
 _MAD_TO_SIGMA = 1.4826
@@ -123,17 +146,21 @@ class MatchResult:
         (gain 1, offset 0) is returned as the same object. The caller's arrays are
         never modified.
     gains : ndarray, shape (N,)
-        One gain per tile, shared by all its channels.
+        One gain per tile, shared by all its channels; exactly 1 where the overlaps do
+        not prove a gain.
     offsets : ndarray, shape (N, C)
         One offset per tile and channel.
-    reference : int
-        Index of the reference tile (gain 1, offsets 0).
+    gain_fitted : ndarray of bool, shape (N,)
+        Whether the tile's gain passed model selection (False: held at 1).
+    n_pairs : int
+        Overlaps that entered the solve.
     """
 
     tiles: list[TileLike]
     gains: np.ndarray
     offsets: np.ndarray
-    reference: int
+    gain_fitted: np.ndarray
+    n_pairs: int = 0
 
 
 @dataclass
@@ -145,6 +172,8 @@ class _Sample:
     footprint: np.ndarray  # (h, w) bool, where the tile has data (sources included)
     var_factor: np.ndarray  # (h, w) float32, sum of the squared bilinear weights
     noise: np.ndarray  # (C,) noise sigma of one coarse tile pixel, tile units
+    level: np.ndarray  # (C,) median of the tile's block medians, tile units
+    blank: bool = False  # every block equal: nothing to match on
 
 
 @dataclass
@@ -153,12 +182,12 @@ class _Pair:
 
     i: int
     j: int
-    n: int  # inlier pixels
+    n: int  # inlier cells
     log_r: float
     var_log_r: float  # inf when the overlap carries no gain information
     mean_a: np.ndarray  # (C,) inlier means of tile i
     mean_b: np.ndarray  # (C,) inlier means of tile j
-    scale: np.ndarray  # (C,) robust sigma of the residuals, tile-j units
+    scale: np.ndarray  # (C,) robust sigma of the cell residuals, tile-j units
 
 
 # --------------------------------------------------------------------------- coarse grid
@@ -345,6 +374,17 @@ def _sample_tile(
     hb, wb = coarse.shape[1:]
     if hb == 0 or wb == 0:
         return None
+    level = np.full(coarse.shape[0], np.nan)
+    spread = np.zeros(coarse.shape[0])
+    for c in range(coarse.shape[0]):
+        finite = coarse[c][np.isfinite(coarse[c])]
+        if finite.size:
+            level[c] = float(np.median(finite))
+            spread[c] = float(finite.max()) - float(finite.min())
+    if not np.any(spread > 0):  # blank or constant: no level, no structure to match
+        return _Sample(box=cbox, values=np.empty((coarse.shape[0], 0, 0), np.float32),
+                       footprint=np.empty((0, 0), bool), var_factor=np.empty((0, 0), np.float32),
+                       noise=np.ones(coarse.shape[0]), level=level, blank=True)  # fmt: skip
     noise = _noise_sigma(coarse)
     has_data = np.isfinite(coarse).all(axis=0).astype(np.float32)
     coarse = mask_compact_sources(coarse, noise, kt)
@@ -373,25 +413,120 @@ def _sample_tile(
     )
     fx, fy = xs - np.floor(xs), ys - np.floor(ys)
     var_factor = (((1 - fx) ** 2 + fx**2) * ((1 - fy) ** 2 + fy**2)).astype(np.float32)
-    return _Sample(box=cbox, values=values, footprint=footprint, var_factor=var_factor, noise=noise)
+    return _Sample(
+        box=cbox,
+        values=values,
+        footprint=footprint,
+        var_factor=var_factor,
+        noise=noise,
+        level=level,
+    )
+
+
+# --------------------------------------------------------------------------- overlap graph
+
+
+def _box_arrays(boxes: Sequence[BoundingBox]) -> tuple[np.ndarray, ...]:
+    return tuple(
+        np.array([getattr(b, f) for b in boxes], dtype=np.int64) for f in ("y0", "y1", "x0", "x1")
+    )
+
+
+def _overlap_row(i: int, y0, y1, x0, x1) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Intersection areas of box ``i`` with every box (0 for itself), float64."""
+    h = np.minimum(y1, y1[i]) - np.maximum(y0, y0[i])
+    w = np.minimum(x1, x1[i]) - np.maximum(x0, x0[i])
+    area = (np.maximum(h, 0) * np.maximum(w, 0)).astype(np.float64)
+    area[i] = 0.0
+    return area
+
+
+def overlap_graph(
+    boxes: Sequence[BoundingBox], neighbours: int = NEIGHBOURS
+) -> list[tuple[int, int]]:
+    """The pairs of tiles to match: O(n) of them, every overlapping group connected.
+
+    Each tile is linked to its ``neighbours`` largest box intersections, and the edges
+    of a maximum spanning forest of the intersection areas (Prim's algorithm, one row
+    of areas at a time: O(n) memory) are added so that the graph has exactly the
+    connected groups of the full overlap graph. Ties go to the lower index.
+
+    Parameters
+    ----------
+    boxes : sequence of BoundingBox
+        The tiles' boxes on the output grid.
+    neighbours : int
+        Largest overlaps kept per tile.
+
+    Returns
+    -------
+    list of (int, int)
+        Sorted pairs ``(i, j)`` with ``i < j``; at most ``n * neighbours + n - 1``.
+    """
+    n = len(boxes)
+    if n < 2:
+        return []
+    y0, y1, x0, x1 = _box_arrays(boxes)
+    edges: set[tuple[int, int]] = set()
+    in_tree = np.zeros(n, dtype=bool)
+    best = np.full(n, -1.0)  # Prim: largest area linking each node to the tree
+    parent = np.full(n, -1)
+    rows: dict[int, np.ndarray] = {}
+    for i in range(n):
+        area = _overlap_row(i, y0, y1, x0, x1)
+        candidates = np.flatnonzero(area > 0)
+        if candidates.size > neighbours:
+            # Largest first; a stable sort on -area keeps ties in index order.
+            candidates = candidates[np.argsort(-area[candidates], kind="stable")[:neighbours]]
+        for j in candidates:
+            edges.add((min(i, int(j)), max(i, int(j))))
+        if i == 0:
+            rows[0] = area
+    # Maximum spanning forest.
+    for _ in range(n):
+        outside = np.flatnonzero(~in_tree)
+        if outside.size == 0:
+            break
+        node = int(outside[np.argmax(best[outside])])
+        if best[node] <= 0:  # nothing links the tree any more: start a new tree here
+            node = int(outside[0])
+        elif parent[node] >= 0:
+            edges.add((min(node, int(parent[node])), max(node, int(parent[node]))))
+        in_tree[node] = True
+        area = rows.pop(node, None)
+        if area is None:
+            area = _overlap_row(node, y0, y1, x0, x1)
+        better = (~in_tree) & (area > best)
+        best[better] = area[better]
+        parent[better] = node
+    return sorted(edges)
 
 
 # --------------------------------------------------------------------------- pair fits
 
 
 def _deming_slope(sxx: float, syy: float, sxy: float, lam: float) -> float:
-    """Slope of ``y = r x`` with noise variance ratio ``lam = var_y / var_x``."""
-    diff = syy - lam * sxx
-    return (diff + math.sqrt(diff * diff + 4.0 * lam * sxy * sxy)) / (2.0 * sxy)
+    """Slope of ``y = r x`` with noise variance ratio ``lam = var_y / var_x``.
+
+    NaN where it cannot be computed (overflow, no covariance).
+    """
+    with np.errstate(all="ignore"):
+        diff = np.float64(syy) - lam * np.float64(sxx)
+        root = np.sqrt(diff * diff + 4.0 * lam * np.float64(sxy) ** 2)
+        # The two forms are equal; the second avoids cancellation when diff < 0.
+        slope = (diff + root) / (2.0 * sxy) if diff >= 0 else 2.0 * lam * sxy / (root - diff)
+    return float(slope) if np.isfinite(slope) else math.nan
 
 
 def _fit_pair(
     i: int, j: int, a: np.ndarray, b: np.ndarray, va: np.ndarray, vb: np.ndarray, fit_gain: bool
 ) -> _Pair | None:
-    """Robust fit of ``b = r a + d_c`` over common pixels.
+    """Robust fit of ``b = r a + d_c`` over common cells.
 
-    ``a``, ``b``: (C, n) values of tiles i and j; ``va``, ``vb``: (C, n) their noise
-    variances. With ``fit_gain`` false the slope is held at 1.
+    ``a``, ``b``: (C, n) cell means of tiles i and j; ``va``, ``vb``: (C, n) their noise
+    variances (used only for the Deming variance ratio). With ``fit_gain`` false the
+    slope is held at 1. The variance of the log slope comes from the residuals. None
+    when too few cells survive the clipping.
     """
     n_channels, n = a.shape
     mean_a = np.median(a, axis=1)
@@ -400,23 +535,26 @@ def _fit_pair(
     if fit_gain:
         mad_a = np.median(np.abs(a - mean_a[:, None]), axis=1).sum()
         mad_b = np.median(np.abs(b - mean_b[:, None]), axis=1).sum()
-        if mad_a > 0 and mad_b > 0:
+        if mad_a > 0 and mad_b > 0 and np.isfinite(mad_a) and np.isfinite(mad_b):
             r = float(np.clip(mad_b / mad_a, 0.25, 4.0))
     inliers = np.ones(n, dtype=bool)
     informative = False
     scale = np.ones(n_channels)
     var_log_r = math.inf
     for iteration in range(_PAIR_ITERATIONS):
-        resid = (b - mean_b[:, None]) - r * (a - mean_a[:, None])
+        with np.errstate(all="ignore"):
+            resid = (b - mean_b[:, None]) - r * (a - mean_a[:, None])
         centre = np.median(resid[:, inliers], axis=1)
         dev = np.abs(resid - centre[:, None])
         scale = _MAD_TO_SIGMA * np.median(dev[:, inliers], axis=1)
+        # Exact data: residuals of rounding size only, never a zero scale.
         tiny = 1e-6 * (np.abs(mean_b) + 1.0)
-        scale = np.maximum(scale, tiny)
-        new = np.all(dev <= PAIR_CLIP_SIGMA * scale[:, None], axis=0)
-        if new.sum() < MIN_PAIR_PIXELS:
+        scale = np.where(np.isfinite(scale), np.maximum(scale, tiny), tiny)
+        with np.errstate(invalid="ignore"):
+            new = np.all(dev <= PAIR_CLIP_SIGMA * scale[:, None], axis=0)
+        if new.sum() < MIN_PAIR_CELLS:
             return None
-        # Converged when (almost) no pixel changes side: at most 1 in 1000.
+        # Converged when (almost) no cell changes side: at most 1 in 1000.
         converged = iteration > 0 and np.count_nonzero(new != inliers) <= 1e-3 * n
         inliers = new
         sa, sb = a[:, inliers], b[:, inliers]
@@ -426,27 +564,38 @@ def _fit_pair(
             w = 1.0 / scale**2  # equalise the channels' residual noise
             x = sa - mean_a[:, None]
             y = sb - mean_b[:, None]
-            sxx = float((w * (x * x).sum(axis=1)).sum())
-            syy = float((w * (y * y).sum(axis=1)).sum())
-            sxy = float((w * (x * y).sum(axis=1)).sum())
-            noise_a = float((w * va[:, inliers].sum(axis=1)).sum())
-            noise_b = float((w * vb[:, inliers].sum(axis=1)).sum())
-            informative = sxy > 0 and noise_a > 0 and noise_b > 0
+            with np.errstate(all="ignore"):
+                sxx = float((w * (x * x).sum(axis=1)).sum())
+                syy = float((w * (y * y).sum(axis=1)).sum())
+                sxy = float((w * (x * y).sum(axis=1)).sum())
+                noise_a = float((w * va[:, inliers].sum(axis=1)).sum())
+                noise_b = float((w * vb[:, inliers].sum(axis=1)).sum())
+            informative = sxy > 0 and noise_a > 0 and noise_b > 0 and math.isfinite(sxx + syy + sxy)
+            r_new = math.nan
             if informative:
                 r_new = _deming_slope(sxx, syy, sxy, noise_b / noise_a)
+                # Garbage data can round the slope to 0 or inf: no gain information.
+                informative = math.isfinite(r_new) and 1e-6 < r_new < 1e6
+            if informative:
                 signal = sxy / r_new  # noise-free moment of x
-                informative = np.isfinite(r_new) and r_new > 0 and signal > 0
+                informative = math.isfinite(signal) and signal > 0
             if informative:
                 r = r_new
                 e = y - r * x
-                mse = float((w * (e * e).sum(axis=1)).sum()) / e.size
+                dof = max(e.size - n_channels - 1, 1)
+                mse = float((w * (e * e).sum(axis=1)).sum()) / dof
                 noise_x = max(sxx - signal, 0.0)
                 var_log_r = mse / (r * r * signal) * (1.0 + noise_x / signal)
-                var_log_r = max(var_log_r, 1e-14)  # noise-free data: finite weights
+                if not math.isfinite(var_log_r):
+                    informative, var_log_r = False, math.inf
+                else:
+                    var_log_r = max(var_log_r, 1e-14)  # noise-free data: finite weights
             else:
                 var_log_r = math.inf
         if converged:
             break
+    if not (np.all(np.isfinite(mean_a)) and np.all(np.isfinite(mean_b))):
+        return None
     # A slope known to no better than MAX_GAIN_SD says nothing useful about the gains
     # (an overlap of noise, or of noise and a little vignetting): offsets only.
     informative = fit_gain and informative and var_log_r <= MAX_GAIN_SD**2
@@ -462,22 +611,15 @@ def _fit_pair(
     )
 
 
-def _overlap_area(si: _Sample, sj: _Sample) -> int:
-    """Coarse pixels where both tiles have data."""
-    box = si.box.intersect(sj.box)
-    if box.is_empty:
-        return 0
-    return int(
-        np.count_nonzero(
-            si.footprint[box.relative_to(si.box)] & sj.footprint[box.relative_to(sj.box)]
-        )
-    )
-
-
 def _pair_data(
     si: _Sample, sj: _Sample
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Common finite pixels of two samples: values and noise variances, (C, n) float64."""
+    """Cell means of two samples over their common finite pixels.
+
+    Returns the cell means of tiles i and j and their noise variances, (C, m) float64,
+    over the cells at least half filled with common pixels; None when fewer than
+    `MIN_PAIR_CELLS` cells.
+    """
     box = si.box.intersect(sj.box)
     if box.is_empty:
         return None
@@ -485,13 +627,35 @@ def _pair_data(
     a = si.values[(slice(None),) + sl_i]
     b = sj.values[(slice(None),) + sl_j]
     mask = np.isfinite(a).all(axis=0) & np.isfinite(b).all(axis=0)
-    if int(mask.sum()) < MIN_PAIR_PIXELS:
+    if int(mask.sum()) < MIN_PAIR_CELLS:
         return None
-    fa = si.var_factor[sl_i][mask].astype(float)
-    fb = sj.var_factor[sl_j][mask].astype(float)
-    va = (si.noise**2)[:, None] * fa[None, :]
-    vb = (sj.noise**2)[:, None] * fb[None, :]
-    return a[:, mask].astype(float), b[:, mask].astype(float), va, vb
+    h, w = box.shape
+    ncx = -(-w // CELL_SIZE)
+    n_cells = -(-h // CELL_SIZE) * ncx
+    cell = ((np.arange(h) // CELL_SIZE)[:, None] * ncx + (np.arange(w) // CELL_SIZE)[None, :])[mask]
+    count = np.bincount(cell, minlength=n_cells).astype(np.float64)
+    keep = count >= (CELL_SIZE * CELL_SIZE + 1) // 2
+    if int(keep.sum()) < MIN_PAIR_CELLS:
+        return None
+    fa = np.bincount(cell, weights=si.var_factor[sl_i][mask], minlength=n_cells)
+    fb = np.bincount(cell, weights=sj.var_factor[sl_j][mask], minlength=n_cells)
+    n_channels = a.shape[0]
+    mean_a = np.empty((n_channels, int(keep.sum())))
+    mean_b = np.empty_like(mean_a)
+    with np.errstate(all="ignore"):  # garbage tiles may overflow: their cells go
+        for c in range(n_channels):
+            sums = np.bincount(cell, weights=a[c][mask].astype(np.float64), minlength=n_cells)
+            mean_a[c] = sums[keep] / count[keep]
+            sums = np.bincount(cell, weights=b[c][mask].astype(np.float64), minlength=n_cells)
+            mean_b[c] = sums[keep] / count[keep]
+    finite = np.isfinite(mean_a).all(axis=0) & np.isfinite(mean_b).all(axis=0)
+    if int(finite.sum()) < MIN_PAIR_CELLS:
+        return None
+    # Variance of a mean of m samples (their correlation through the interpolation is
+    # ignored: only the ratio of the two tiles' variances is used).
+    va = (si.noise**2)[:, None] * (fa[keep] / count[keep] ** 2)[None, :]
+    vb = (sj.noise**2)[:, None] * (fb[keep] / count[keep] ** 2)[None, :]
+    return mean_a[:, finite], mean_b[:, finite], va[:, finite], vb[:, finite]
 
 
 # --------------------------------------------------------------------------- global solve
@@ -502,48 +666,135 @@ def _components(n: int, edges: Sequence[tuple[int, int]]) -> list[int]:
     return component_labels(n, edges).tolist()
 
 
+def _usable(i: np.ndarray, j: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return (w > 0) & np.isfinite(w) & np.isfinite(y) & (i != j)
+
+
+def _gauge_groups(
+    n: int, i: np.ndarray, j: np.ndarray, fixed: np.ndarray
+) -> tuple[list[int], list[np.ndarray]]:
+    """Groups of unknowns linked by equations that hold no fixed unknown.
+
+    Returns one pivot per such group (its lowest index, held at 0 while solving) and
+    the members of each group (shifted afterwards to a median of 0).
+    """
+    labels = np.asarray(_components(n, list(zip(i.tolist(), j.tolist(), strict=True))))
+    pivots: list[int] = []
+    groups: list[np.ndarray] = []
+    anchored = set(labels[fixed].tolist())
+    for label in np.unique(labels):
+        if label in anchored:
+            continue
+        members = np.flatnonzero(labels == label)
+        pivots.append(int(members[0]))
+        groups.append(members)
+    return pivots, groups
+
+
+def _normal_matrix(
+    n: int, i: np.ndarray, j: np.ndarray, y: np.ndarray, w: np.ndarray, free: np.ndarray
+) -> tuple[sparse.csc_matrix, np.ndarray]:
+    """Normal equations (a weighted graph Laplacian) of ``x_i - x_j = y`` on ``free``."""
+    index = np.full(n, -1)
+    index[free] = np.arange(free.size)
+    fi, fj = index[i], index[j]
+    m = free.size
+    on_i, on_j = fi >= 0, fj >= 0
+    diag = np.bincount(fi[on_i], weights=w[on_i], minlength=m) + np.bincount(
+        fj[on_j], weights=w[on_j], minlength=m
+    )
+    rhs = np.bincount(fi[on_i], weights=(w * y)[on_i], minlength=m) - np.bincount(
+        fj[on_j], weights=(w * y)[on_j], minlength=m
+    )
+    both = on_i & on_j
+    rows = np.concatenate([fi[both], fj[both], np.arange(m)])
+    cols = np.concatenate([fj[both], fi[both], np.arange(m)])
+    vals = np.concatenate([-w[both], -w[both], diag])
+    return sparse.csc_matrix((vals, (rows, cols)), shape=(m, m)), rhs
+
+
 def _solve_differences(
     n: int,
     i: np.ndarray,
     j: np.ndarray,
     y: np.ndarray,
     w: np.ndarray,
-    fixed: Sequence[int],
-    prior: float = 0.0,
+    fixed: np.ndarray,
 ) -> np.ndarray:
     """Weighted least squares of ``x_i - x_j = y`` (weights ``w``), ``x = 0`` on ``fixed``.
 
-    The normal equations of the free unknowns (a sparse weighted graph Laplacian) are
-    solved directly. ``prior`` adds the equation ``x = 0`` with that weight for every
-    free unknown; a tiny ridge towards 0 does the same for unknowns that no weighted
-    equation reaches. Equations with a non-positive or non-finite weight are ignored.
+    Exact: no ridge or prior. Each group of unknowns that the equations link to no
+    fixed unknown is solved with one of its members held at 0 (the differences do not
+    depend on which), then shifted so that its median is 0. Unknowns that no equation
+    reaches are 0. Equations with a non-positive or non-finite weight are ignored.
     """
-    keep = (w > 0) & np.isfinite(w) & np.isfinite(y)
+    keep = _usable(i, j, y, w)
     i, j, y, w = i[keep], j[keep], y[keep], w[keep]
-    is_fixed = np.zeros(n, dtype=bool)
-    is_fixed[list(fixed)] = True
-    free = np.flatnonzero(~is_fixed)
     x = np.zeros(n)
-    if free.size == 0:
+    if not keep.any():
         return x
+    w = w / w.max()  # the solution does not depend on the weights' unit
+    pivots, groups = _gauge_groups(n, i, j, fixed)
+    held = fixed.copy()
+    held[pivots] = True
+    free = np.flatnonzero(~held)
+    if free.size:
+        matrix, rhs = _normal_matrix(n, i, j, y, w, free)
+        # Unknowns in no equation have an empty row: give them a unit diagonal (x = 0).
+        empty = np.asarray(matrix.diagonal()) == 0
+        if empty.any():
+            matrix = matrix + sparse.diags(empty.astype(np.float64), format="csc")
+        x[free] = np.atleast_1d(sparse_linalg.spsolve(matrix, rhs))
+    for members in groups:
+        x[members] -= np.median(x[members])
+    return x
+
+
+def _solution_sd(
+    n: int, i: np.ndarray, j: np.ndarray, w: np.ndarray, fixed: np.ndarray
+) -> np.ndarray:
+    """Standard errors of the solution of `_solve_differences` (inf where unsolved).
+
+    From the inverse of the normal matrix: for a group with a fixed member, the
+    reduced matrix; for a group gauged by its own median, the pseudo-inverse of its
+    Laplacian (the mean gauge, close to the median's), computed as
+    ``inv(L + s 1 1^T / m) - 1 1^T / (s m)``. Above `DENSE_COVARIANCE_LIMIT` unknowns,
+    ``1 / sqrt(diagonal)``: the tile's own overlaps only (its neighbours taken as known).
+    """
+    keep = _usable(i, j, np.zeros(len(i)), w)
+    i, j, w = i[keep], j[keep], w[keep]
+    sd = np.full(n, np.inf)
+    if not keep.any():
+        return sd
+    free = np.flatnonzero(~fixed)
+    matrix, _ = _normal_matrix(n, i, j, np.zeros(len(i)), w, free)
+    diag = np.asarray(matrix.diagonal())
+    solved = diag > 0
+    if free.size > DENSE_COVARIANCE_LIMIT:
+        with np.errstate(divide="ignore"):
+            sd[free] = 1.0 / np.sqrt(diag)
+        return sd
+    dense = matrix.toarray()
+    dense[~solved, ~solved] = 1.0
+    _, groups = _gauge_groups(n, i, j, fixed)
     index = np.full(n, -1)
     index[free] = np.arange(free.size)
-    fi, fj = index[i], index[j]
-    m = free.size
-    diag = np.bincount(fi[fi >= 0], weights=w[fi >= 0], minlength=m) + np.bincount(
-        fj[fj >= 0], weights=w[fj >= 0], minlength=m
-    )
-    rhs = np.bincount(fi[fi >= 0], weights=(w * y)[fi >= 0], minlength=m) - np.bincount(
-        fj[fj >= 0], weights=(w * y)[fj >= 0], minlength=m
-    )
-    both = (fi >= 0) & (fj >= 0)
-    ridge = 1e-9 * (diag.max() if diag.size and diag.max() > 0 else 1.0)
-    rows = np.concatenate([fi[both], fj[both], np.arange(m)])
-    cols = np.concatenate([fj[both], fi[both], np.arange(m)])
-    vals = np.concatenate([-w[both], -w[both], diag + ridge + prior])
-    matrix = sparse.csc_matrix((vals, (rows, cols)), shape=(m, m))
-    x[free] = np.atleast_1d(sparse_linalg.spsolve(matrix, rhs))
-    return x
+    shift = np.zeros(free.size)
+    for members in groups:
+        at = index[members]
+        at = at[solved[at]]
+        if at.size < 2:
+            continue
+        s = float(diag[at].mean())
+        dense[np.ix_(at, at)] += s / at.size
+        shift[at] = 1.0 / (s * at.size)
+    try:
+        var = np.diag(np.linalg.inv(dense)) - shift
+    except np.linalg.LinAlgError:
+        var = 1.0 / np.where(solved, diag, np.nan)
+    var = np.where(solved & np.isfinite(var), np.maximum(var, 0.0), np.inf)
+    sd[free] = np.sqrt(var)
+    return sd
 
 
 def _robust_solve(
@@ -552,59 +803,107 @@ def _robust_solve(
     j: np.ndarray,
     y: np.ndarray,
     w: np.ndarray,
-    fixed: Sequence[int],
-    prior: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray, float]:
+    fixed: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Iteratively reweighted least squares (Huber) of ``x_i - x_j = y``.
 
     ``w`` = 1 / variance of each equation. Returns the solution, the normalised
-    residuals ``(x_i - x_j - y) sqrt(w)`` (0 for an unusable equation) and their
-    robust scale (MAD, never below 1). Huber weights keep one bad equation from being
-    smeared over its neighbours, so that it stands out of the residuals. ``prior``: see
-    `_solve_differences`.
+    residuals ``(x_i - x_j - y) sqrt(w)`` (0 for an unusable equation), their robust
+    scale (MAD, never below 1) and the final Huber-adjusted weights. Huber weights keep
+    one bad equation from being smeared over its neighbours, so that it stands out.
     """
-    usable = (w > 0) & np.isfinite(w) & np.isfinite(y)
+    usable = _usable(i, j, y, w)
     z_all = np.zeros(len(y))
+    final = np.zeros(len(y))
     if not usable.any():
-        return np.zeros(n), z_all, 1.0
+        return np.zeros(n), z_all, 1.0, final
     i, j, y, w = i[usable], j[usable], y[usable], w[usable]
     weights = w.copy()
     x = np.zeros(n)
     z = np.zeros(len(y))
     scale = 1.0
     for _ in range(_IRLS_ITERATIONS):
-        x_new = _solve_differences(n, i, j, y, weights, fixed, prior)
+        x_new = _solve_differences(n, i, j, y, weights, fixed)
         z = (x_new[i] - x_new[j] - y) * np.sqrt(w)
         scale = max(1.0, _MAD_TO_SIGMA * float(np.median(np.abs(z))))
         u = np.abs(z) / (_HUBER_K * scale)
         weights = w * np.minimum(1.0, 1.0 / np.maximum(u, 1e-12))
-        converged = np.allclose(x_new, x, rtol=0.0, atol=1e-9 * (1.0 + np.abs(x_new).max()))
+        converged = np.allclose(x_new, x, rtol=0.0, atol=1e-12 * (1.0 + np.abs(x_new).max()))
         x = x_new
         if converged:
             break
     z_all[usable] = z
-    return x, z_all, scale
+    final[usable] = weights
+    return x, z_all, scale, final
+
+
+def _select_gains(
+    n: int,
+    pi: np.ndarray,
+    pj: np.ndarray,
+    log_r: np.ndarray,
+    var_log_r: np.ndarray,
+    cells: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log gains by backward elimination with the BIC (see the module notes, step 6).
+
+    Returns the log gains (0 where not kept), which tiles kept a gain and the
+    normalised residuals of the gain equations.
+    """
+    with np.errstate(divide="ignore"):
+        w = np.where(np.isfinite(var_log_r), 1.0 / var_log_r, 0.0)
+    informative = w > 0
+    evidence = np.bincount(pi[informative], weights=cells[informative], minlength=n)
+    evidence += np.bincount(pj[informative], weights=cells[informative], minlength=n)
+    fitted = evidence > 0
+    own_floor = np.full(n, np.inf)
+    with np.errstate(divide="ignore"):
+        half = np.where(informative, 0.5 / w, np.inf)
+    np.minimum.at(own_floor, pi, half)
+    np.minimum.at(own_floor, pj, half)
+    log_g = np.zeros(n)
+    z = np.zeros(len(log_r))
+    for _ in range(_SELECTION_ROUNDS):
+        if not fitted.any():
+            return np.zeros(n), fitted, np.zeros(len(log_r))
+        log_g, z, scale, huber = _robust_solve(n, pi, pj, log_r, w, ~fitted)
+        # A tile's pairs share its pixels, so their errors are correlated (in a stack of
+        # subs, entirely): its gain is never known better than its own noise share of
+        # its best pair, half that pair's variance.
+        sd = np.sqrt(np.maximum(_solution_sd(n, pi, pj, huber, ~fitted) ** 2, own_floor))
+        sd *= scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z_tile = np.where(fitted, np.abs(log_g) / sd, 0.0)
+        keep = fitted & (z_tile**2 > np.log(np.maximum(evidence, 2.0)))
+        if np.array_equal(keep, fitted):
+            break
+        fitted = keep
+    log_g = np.where(fitted, log_g, 0.0)
+    return log_g, fitted, z
 
 
 def _solve_global(
     n: int,
     n_channels: int,
     pairs: list[_Pair],
-    fixed: list[int],
+    levels: np.ndarray,
     fit_gain: bool,
     names: Sequence[str],
     cancel: CancelToken | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Gains (N,) and offsets (N, C) from the pair fits, with an outer robust loop.
 
+    ``levels`` (N, C): each tile's median level, for the median gauge of the offsets.
     Returns the gains as solved, the gains clipped to `GAIN_LIMITS` (used for the
-    offsets) and the offsets.
+    offsets), the offsets and which tiles kept a fitted gain.
     """
     labels = _components(n, [(p.i, p.j) for p in pairs])
     active = list(range(len(pairs)))
     raw_gains = np.ones(n)
     gains = np.ones(n)
     offsets = np.zeros((n, n_channels))
+    fitted = np.zeros(n, dtype=bool)
+    none_fixed = np.zeros(n, dtype=bool)
     for iteration in range(_GLOBAL_ITERATIONS + 1):
         check_cancel(cancel)
         use = [pairs[k] for k in active]
@@ -612,15 +911,20 @@ def _solve_global(
         pi = np.array([p.i for p in use], dtype=int)
         pj = np.array([p.j for p in use], dtype=int)
         if fit_gain:
-            log_r = np.array([p.log_r for p in use])
-            with np.errstate(divide="ignore"):
-                w_gain = 1.0 / np.array([p.var_log_r for p in use])  # 0 when uninformative
-            log_g, z, scale = _robust_solve(
-                n, pi, pj, log_r, w_gain, fixed, prior=GAIN_PRIOR_SIGMA**-2
+            log_g, fitted, z = _select_gains(
+                n,
+                pi,
+                pj,
+                np.array([p.log_r for p in use]),
+                np.array([p.var_log_r for p in use]),
+                np.array([p.n for p in use], dtype=float),
             )
             raw_gains = np.exp(log_g)
             gains = np.clip(raw_gains, *GAIN_LIMITS)
-            score = np.abs(z) / scale
+            informative = np.isfinite([p.var_log_r for p in use])
+            if informative.any():
+                robust = max(1.0, _MAD_TO_SIGMA * float(np.median(np.abs(z[informative]))))
+                score = np.abs(z) / robust
         mean_a = np.array([p.mean_a for p in use]).reshape(len(use), n_channels)
         mean_b = np.array([p.mean_b for p in use]).reshape(len(use), n_channels)
         spread = np.array([p.scale for p in use]).reshape(len(use), n_channels)
@@ -629,7 +933,7 @@ def _solve_global(
             # o_i - o_j = g_j mean_b - g_i mean_a, weighted by its inverse variance.
             delta = gains[pj] * mean_b[:, c] - gains[pi] * mean_a[:, c]
             w_off = count / (gains[pj] * spread[:, c]) ** 2
-            offsets[:, c], z, scale = _robust_solve(n, pi, pj, delta, w_off, fixed)
+            offsets[:, c], z, scale, _ = _robust_solve(n, pi, pj, delta, w_off, none_fixed)
             score = np.maximum(score, np.abs(z) / scale)
         if iteration == _GLOBAL_ITERATIONS:
             break  # the solution for the pairs kept
@@ -652,7 +956,20 @@ def _solve_global(
         if not rejected:
             break
         active = [k for k in active if k not in rejected]
-    return raw_gains, gains, offsets
+    # The level belongs to the mosaic: per group and channel, the median tile keeps its
+    # level (the solver's median gauge on the offsets alone ignores the gains' share).
+    groups = np.asarray(labels)
+    linked = np.zeros(n, dtype=bool)
+    for p in (pairs[k] for k in active):
+        linked[p.i] = linked[p.j] = True
+    for label in np.unique(groups[linked]):
+        members = np.flatnonzero((groups == label) & linked)
+        for c in range(n_channels):
+            change = offsets[members, c] + (gains[members] - 1.0) * levels[members, c]
+            finite = np.isfinite(change)
+            if finite.any():
+                offsets[members, c] -= np.median(change[finite])
+    return raw_gains, gains, offsets, fitted
 
 
 def _warn_clipped(raw: np.ndarray, clipped: np.ndarray, names: Sequence[str]) -> None:
@@ -701,7 +1018,7 @@ def _identity(tiles: Sequence[TileLike]) -> MatchResult:
         tiles=list(tiles),
         gains=np.ones(len(tiles)),
         offsets=np.zeros((len(tiles), n_channels)),
-        reference=0,
+        gain_fitted=np.zeros(len(tiles), dtype=bool),
     )
 
 
@@ -722,8 +1039,9 @@ def match_tiles(
     plan : MosaicPlan
         The output grid the tiles were planned on.
     mode : {"affine", "offset", "none"}
-        ``"affine"``: a gain (shared by the channels) and an offset per channel;
-        ``"offset"``: offsets only (gains 1); ``"none"``: the tiles as they are.
+        ``"affine"``: a gain (shared by the channels, kept only where the overlaps
+        prove it) and an offset per channel; ``"offset"``: offsets only (gains 1);
+        ``"none"``: the tiles as they are.
     cancel : CancelToken, optional
         Checked between tiles and solver iterations.
     progress : callable, optional
@@ -732,7 +1050,7 @@ def match_tiles(
     Returns
     -------
     MatchResult
-        Corrected tiles (``gain * data + offset``), gains, offsets and the reference.
+        Corrected tiles (``gain * data + offset``), gains, offsets.
 
     Raises
     ------
@@ -773,62 +1091,59 @@ def match_tiles(
 
     samples: list[_Sample | None] = []
     for idx, sample in enumerate(_in_threads(prepare, n)):
+        if sample is not None and sample.blank:
+            logger.warning(
+                "%s: blank or constant tile (no structure, no sky level to match); left "
+                "out of matching (gain 1, offset 0)",
+                names[idx],
+            )
+            sample = None
         samples.append(sample)
         report(progress, _PHASE, idx + 1, total)
 
+    usable = [i for i in range(n) if samples[i] is not None]
+    graph = overlap_graph([plan.bboxes[i] for i in usable])
     pairs: list[_Pair] = []
-    area = np.zeros(n)
-    for i in range(n):
-        si = samples[i]
-        if si is None:
-            continue
+    for a, b in graph:
         check_cancel(cancel)
-        for j in range(i + 1, n):
-            sj = samples[j]
-            if sj is None or not plan.bboxes[i].overlaps(plan.bboxes[j]):
-                continue
-            overlap = _overlap_area(si, sj)
-            area[i] += overlap
-            area[j] += overlap
-            common = _pair_data(si, sj)
-            if common is None:
-                continue
-            pair = _fit_pair(i, j, *common, fit_gain=fit_gain)
-            if pair is not None:
-                pairs.append(pair)
+        i, j = usable[a], usable[b]
+        si, sj = samples[i], samples[j]
+        assert si is not None and sj is not None
+        common = _pair_data(si, sj)
+        if common is None:
+            continue
+        pair = _fit_pair(i, j, *common, fit_gain=fit_gain)
+        if pair is not None:
+            pairs.append(pair)
     report(progress, _PHASE, n + 1, total)
 
-    reference = int(np.argmax(area))  # first maximum: ties go to the lowest index
     labels = _components(n, [(p.i, p.j) for p in pairs])
-    fixed: list[int] = []
-    for label in sorted(set(labels)):
+    sizes = {label: labels.count(label) for label in set(labels)}
+    largest = max(sorted(sizes), key=lambda label: sizes[label])
+    for label in sorted(sizes):
         members = [i for i in range(n) if labels[i] == label]
         if len(members) == 1:
-            fixed.append(members[0])
+            if samples[members[0]] is not None:
+                logger.warning(
+                    "%s: overlaps no other tile; left unmatched (gain 1, offset 0)",
+                    names[members[0]],
+                )
+        elif label != largest:
             logger.warning(
-                "%s: overlaps no other tile; left unmatched (gain 1, offset 0)",
-                names[members[0]],
+                "%d tiles (%s) do not overlap the largest group of tiles; matched among "
+                "themselves, anchored on their own median level",
+                len(members),
+                ", ".join(tiles[m].name for m in members),
             )
-            continue
-        if labels[reference] == label:
-            fixed.append(reference)
-            continue
-        local = max(members, key=lambda m: (area[m], -m))
-        fixed.append(local)
-        logger.warning(
-            "%d tiles (%s) do not overlap the group of the reference tile %s; matched "
-            "among themselves against %s",
-            len(members),
-            ", ".join(tiles[m].name for m in members),
-            tiles[reference].name,
-            tiles[local].name,
-        )
 
-    raw_gains, gains, offsets = _solve_global(n, n_channels, pairs, fixed, fit_gain, names, cancel)
+    levels = np.array(
+        [s.level if s is not None else np.full(n_channels, np.nan) for s in samples],
+        dtype=np.float64,
+    ).reshape(n, n_channels)
+    raw_gains, gains, offsets, fitted = _solve_global(
+        n, n_channels, pairs, levels, fit_gain, names, cancel
+    )
     _warn_clipped(raw_gains, gains, names)
-    for f in fixed:
-        gains[f] = 1.0
-        offsets[f] = 0.0
 
     def apply(idx: int) -> TileLike:
         check_cancel(cancel)
@@ -846,23 +1161,26 @@ def match_tiles(
     for idx, tile in enumerate(_in_threads(apply, n)):
         matched.append(tile)
         logger.debug(
-            "%s: gain=%.5f, offsets=[%s]",
+            "%s: gain=%.5f%s, offsets=[%s]",
             tile.name,
             gains[idx],
+            "" if fitted[idx] else " (held)",
             ", ".join(f"{o:.4g}" for o in offsets[idx]),
         )
         report(progress, _PHASE, n + 2 + idx, total)
 
     logger.info(
-        "Photometric matching (%s): %d tiles, %d overlaps, reference %s; gains %.4f..%.4f, "
-        "offsets %.4g..%.4g",
+        "Photometric matching (%s): %d tiles, %d overlaps, %d gains fitted; gains "
+        "%.4f..%.4f, offsets %.4g..%.4g",
         mode,
         n,
         len(pairs),
-        tiles[reference].name,
+        int(fitted.sum()),
         float(gains.min()),
         float(gains.max()),
         float(offsets.min()),
         float(offsets.max()),
     )
-    return MatchResult(tiles=matched, gains=gains, offsets=offsets, reference=reference)
+    return MatchResult(
+        tiles=matched, gains=gains, offsets=offsets, gain_fitted=fitted, n_pairs=len(pairs)
+    )

@@ -87,25 +87,31 @@ def robust_gain(tile_values: np.ndarray, consensus: np.ndarray) -> float:
     a least-squares refit on the kept pixels, so stars that differ in seeing, a
     satellite trail or hot pixels in the tile cannot move the gain.
     """
+    return _clipped_gain(tile_values, consensus)[0]
+
+
+def _clipped_gain(tile_values: np.ndarray, consensus: np.ndarray) -> tuple[float, np.ndarray]:
+    """`robust_gain` and the mask of the samples it kept."""
     a = tile_values.astype(np.float64)
     b = consensus.astype(np.float64)
     positive = a > 0
+    keep = np.ones(a.shape, dtype=bool)
     if not positive.any():
-        return 1.0
+        return 1.0, keep
     gain = float(np.median(b[positive] / a[positive]))
-    keep = None
+    previous = None
     for _ in range(_FIT_ITERATIONS):
         residual = b - gain * a
         scale = 1.4826 * float(np.median(np.abs(residual)))
         new_keep = np.abs(residual) <= _FIT_CLIP * scale if scale > 0 else np.ones_like(a, bool)
-        if new_keep.sum() < 16 or (keep is not None and np.array_equal(new_keep, keep)):
+        if new_keep.sum() < 16 or (previous is not None and np.array_equal(new_keep, previous)):
             break
-        keep = new_keep
+        previous = keep = new_keep
         denom = float(np.dot(a[keep], a[keep]))
         if denom <= 0:
             break
         gain = float(np.dot(a[keep], b[keep]) / denom)
-    return gain
+    return gain, keep
 
 
 def _resampled_luminances(
@@ -260,6 +266,11 @@ def compute_gains(
         luminance = np.concatenate([s.luminance for s in samples])
         owner = np.concatenate([np.full(s.index.size, i) for i, s in enumerate(samples)])
         total_weight = np.bincount(index, weights=weight, minlength=n_slots)
+        # Which samples a tile's fit keeps is decided once, by the clipped fit of the
+        # first round (stars, trails); later rounds only refit the kept samples by least
+        # squares, two dot products a tile: the whole solve costs about one clipped
+        # fit per tile, whatever the number of rounds.
+        kept: list[np.ndarray | None] = [None] * len(samples)
         for _ in range(_SOLVE_ITERATIONS):
             check_cancel(cancel)
             scaled = gains[owner] * weight * luminance
@@ -274,8 +285,19 @@ def compute_gains(
                 with np.errstate(invalid="ignore", divide="ignore"):
                     target = (total[at] - gains[i] * weight_i * lum_i) / others
                 keep &= np.isfinite(target)
-                if keep.sum() >= spec.min_valid_pixels:
-                    updated[i] = robust_gain(lum_i[keep], target[keep])
+                if keep.sum() < spec.min_valid_pixels:
+                    continue
+                chosen = kept[i]
+                if chosen is None:
+                    gain, inliers = _clipped_gain(lum_i[keep], target[keep])
+                    kept[i] = chosen = np.flatnonzero(keep)[inliers]
+                    updated[i] = gain
+                    continue
+                chosen = chosen[keep[chosen]]
+                a, b = lum_i[chosen], target[chosen]
+                denom = float(np.dot(a, a))
+                if chosen.size >= spec.min_valid_pixels and denom > 0:
+                    updated[i] = float(np.dot(a, b)) / denom
             updated[eligible] /= np.median(updated[eligible])
             updated = np.clip(updated, lo, hi)
             converged = np.max(np.abs(updated - gains)) < 1e-6
