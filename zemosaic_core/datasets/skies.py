@@ -27,6 +27,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -59,7 +60,7 @@ PLANTED_PEDESTAL = 0.05
 PLANTED_GRADIENT = 0.10
 
 # Sky level (R, G, B), noise sigma, star count per megapixel per sky.
-_SKY = {
+_SKY: dict[str, dict[str, Any]] = {
     "dense_stars": dict(level=(800.0, 760.0, 700.0), noise=8.0, stars=12000),
     "faint_galaxies": dict(level=(300.0, 290.0, 280.0), noise=5.0, stars=600),
     "bright_nebula": dict(level=(500.0, 470.0, 450.0), noise=8.0, stars=3000),

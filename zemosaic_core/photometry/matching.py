@@ -432,7 +432,9 @@ def _box_arrays(boxes: Sequence[BoundingBox]) -> tuple[np.ndarray, ...]:
     )
 
 
-def _overlap_row(i: int, y0, y1, x0, x1) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _overlap_row(
+    i: int, y0: np.ndarray, y1: np.ndarray, x0: np.ndarray, x1: np.ndarray
+) -> np.ndarray:
     """Intersection areas of box ``i`` with every box (0 for itself), float64."""
     h = np.minimum(y1, y1[i]) - np.maximum(y0, y0[i])
     w = np.minimum(x1, x1[i]) - np.maximum(x0, x0[i])
@@ -493,9 +495,8 @@ def overlap_graph(
         elif parent[node] >= 0:
             edges.add((min(node, int(parent[node])), max(node, int(parent[node]))))
         in_tree[node] = True
-        area = rows.pop(node, None)
-        if area is None:
-            area = _overlap_row(node, y0, y1, x0, x1)
+        cached = rows.pop(node, None)
+        area = cached if cached is not None else _overlap_row(node, y0, y1, x0, x1)
         better = (~in_tree) & (area > best)
         best[better] = area[better]
         parent[better] = node
