@@ -1,21 +1,33 @@
 """The ``zemosaic`` command line (DESIGN §7): the same pipeline as the GUI, headless.
 
-Exit codes: 0 success, 2 bad usage or no usable input, 1 failure (130 on Ctrl-C).
-Errors are one clear line; the traceback only with ``--log-level DEBUG``.
+Exit codes: 0 success, 2 bad usage or no usable input, 1 failure; 130 on Ctrl-C and
+128 + the signal number on SIGTERM/SIGHUP (both unwind like Ctrl-C: no leftovers).
+Errors are one clear line; the traceback only with ``--log-level DEBUG``. Python
+warnings raised by the libraries (numpy overflow and the like) go to the DEBUG log.
+
+This module imports only light modules at import time, so that Ctrl-C during
+start-up is answered by `main`, not by an import traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .config import BACKENDS, COMBINES, MATCH_MODES, BuildConfig, CombineSpec, TwoPassSpec
 from .errors import BuildCancelled, NoUsableInputError, UsageError, ZeMosaicError
-from .runtime.cancel import CancelToken
-from .runtime.logsetup import LOG_LEVELS, PRODUCT_LOGGERS, set_log_level
+from .runtime.cancel import CancelToken, interrupt_on_signals
+from .runtime.logsetup import (
+    LOG_LEVELS,
+    PRODUCT_LOGGERS,
+    library_loggers,
+    set_log_level,
+    warnings_to_debug_log,
+)
 from .runtime.memory import parse_size
 
 logger = logging.getLogger(__name__)
@@ -30,8 +42,18 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {text}")
     return value
@@ -51,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--kappa", type=_positive_float, default=3.0, help="kappa-sigma threshold")
     build.add_argument("--iterations", type=int, default=3, help="kappa-sigma iterations")
     build.add_argument(
-        "--winsor-limits", nargs=2, type=float, default=(0.1, 0.1), metavar=("LO", "HI")
+        "--winsor-limits", nargs=2, type=_finite_float, default=(0.1, 0.1), metavar=("LO", "HI")
     )
     build.add_argument("--match", choices=MATCH_MODES, default="affine")
     build.add_argument(
@@ -59,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--two-pass-sigma", type=_positive_float, default=50.0, metavar="PX")
     build.add_argument(
-        "--two-pass-gain-clip", nargs=2, type=float, default=(0.85, 1.18), metavar=("LO", "HI")
+        "--two-pass-gain-clip",
+        nargs=2,
+        type=_finite_float,
+        default=(0.85, 1.18),
+        metavar=("LO", "HI"),
     )
     build.add_argument("--batch-size", type=int, default=0, metavar="N", help="0 = automatic")
     build.add_argument("--max-memory", type=_size, default=None, metavar="SIZE")
@@ -96,6 +122,8 @@ def _configure_logging(level: str) -> tuple[logging.Handler, dict[str, tuple[int
         previous[name] = (product.level, product.propagate)
         product.addHandler(handler)
         product.propagate = False
+    for library in library_loggers():
+        previous[library.name] = (library.level, library.propagate)
     set_log_level(level, handler)
     return handler, previous
 
@@ -204,6 +232,24 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zemosaic`` console script."""
+    try:
+        with interrupt_on_signals():
+            return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C (or SIGTERM/SIGHUP) before the build ran
+        return _interrupted(exc)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    signum = getattr(exc, "signum", None)
+    what = "interrupted" if signum is None else f"terminated by signal {signum}"
+    print(
+        f"zemosaic: {what}; finished outputs are complete, others were not written",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED if signum is None else 128 + int(signum)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     level = getattr(args, "log_level", "INFO")
@@ -215,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run-demo": _cmd_run_demo,
     }
     try:
-        return commands[args.command](args)
+        with warnings_to_debug_log():
+            return commands[args.command](args)
     except (UsageError, NoUsableInputError) as exc:
         logger.debug("details", exc_info=True)
         print(f"zemosaic: error: {exc}", file=sys.stderr)
@@ -223,10 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BuildCancelled:
         print("zemosaic: cancelled; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("zemosaic: interrupted; finished outputs are complete, others were not written",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except ZeMosaicError as exc:
         logger.debug("details", exc_info=True)
         print(f"zemosaic: error: {exc}", file=sys.stderr)

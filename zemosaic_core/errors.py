@@ -32,9 +32,9 @@ def printable_path(path: str | Path) -> str:
     if text.isprintable():
         return text
     return "".join(
-        ch if unicodedata.category(ch) not in ("Cc", "Zl", "Zp", "Cf") else ch.encode(
-            "unicode_escape"
-        ).decode("ascii")
+        ch
+        if unicodedata.category(ch) not in ("Cc", "Zl", "Zp", "Cf")
+        else ch.encode("unicode_escape").decode("ascii")
         for ch in text
     )
 

@@ -144,6 +144,8 @@ def run_headless(args: argparse.Namespace) -> int:
     """
     from zemosaic_core import BuildConfig, ZeMosaicError, build_mosaic
     from zemosaic_core.errors import NoUsableInputError, UsageError
+    from zemosaic_core.runtime.cancel import interrupt_on_signals
+    from zemosaic_core.runtime.logsetup import warnings_to_debug_log
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
@@ -179,7 +181,15 @@ def run_headless(args: argparse.Namespace) -> int:
             if total and done == total:
                 print(f"  {phase}: done", file=sys.stderr, flush=True)
 
-        result = build_mosaic(inputs, config, progress=progress)
+        # SIGTERM/SIGHUP unwind like Ctrl-C (scratch and temporary files removed), and
+        # library warnings go to the DEBUG log: the same rules as the CLI.
+        with interrupt_on_signals(), warnings_to_debug_log():
+            result = build_mosaic(inputs, config, progress=progress)
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", None)
+        what = "interrupted" if signum is None else f"terminated by signal {signum}"
+        print(f"zemosaic-gui: {what}; unfinished outputs were not written", file=sys.stderr)
+        return 130 if signum is None else 128 + int(signum)
     except (NoUsableInputError, UsageError) as exc:
         print(f"zemosaic-gui: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -226,6 +226,13 @@ class SettingsPanel(QWidget):
         self.clip_high_spin.setValue(1.18)
         self.clip_high_spin.setToolTip("Largest gain a tile may get")
         self.two_pass_check.toggled.connect(self._update_two_pass)
+        self.keep_isolated_check = QCheckBox("Keep separate fields and isolated tiles")
+        self.keep_isolated_check.setObjectName("keepIsolatedCheck")
+        self.keep_isolated_check.setToolTip(
+            "Off: a tile or a group of tiles that overlaps none of the main group and\n"
+            "would more than double the canvas (a mis-solved frame, another field) is\n"
+            "left out, named in the log. On: keep them all (--keep-isolated)."
+        )
 
         advanced_form = QFormLayout()
         advanced_form.setContentsMargins(0, 0, 0, 0)
@@ -238,6 +245,7 @@ class SettingsPanel(QWidget):
         advanced_form.addRow(
             self._label("Gain clip"), self._row(self.clip_low_spin, self.clip_high_spin)
         )
+        advanced_form.addRow(self.keep_isolated_check)
         self.advanced_box = QWidget()
         self.advanced_box.setObjectName("advancedBox")
         self.advanced_box.setLayout(advanced_form)
@@ -337,9 +345,22 @@ class SettingsPanel(QWidget):
             self.device_label.setText(f"No GPU — {description}" if description else "No GPU")
             self.device_label.setProperty("state", "none")
         self.device_label.setToolTip(description)
+        self._enable_gpu_choice(available, description)
         self.device_label.style().unpolish(self.device_label)
         self.device_label.style().polish(self.device_label)
         self.device_detected.emit(available, description)
+
+    def _enable_gpu_choice(self, available: bool, description: str) -> None:
+        """Offer "GPU" only when a GPU is usable; otherwise grey it out with the reason
+        (an explicit GPU request with no GPU is refused by the core)."""
+        index = self.backend_combo.findData("gpu")
+        item = self.backend_combo.model().item(index) if index >= 0 else None
+        if item is None:
+            return
+        item.setEnabled(available)
+        item.setToolTip("" if available else f"No usable GPU: {description}")
+        if not available and self.backend() == "gpu":
+            _select(self.backend_combo, "auto")
 
     def set_editable(self, editable: bool) -> None:
         """Enable or disable every setting (disabled during a build)."""
@@ -395,6 +416,7 @@ class SettingsPanel(QWidget):
             "match": str(self.match_combo.currentData()),
             "two_pass": two_pass,
             "batch_size": int(self.batch_spin.value()),
+            "keep_isolated": self.keep_isolated_check.isChecked(),
         }
         fields.update(overrides)
         return BuildConfig(**fields)
@@ -414,6 +436,7 @@ class SettingsPanel(QWidget):
         settings.setValue("two_pass_sigma", self.sigma_spin.value())
         settings.setValue("gain_clip_low", self.clip_low_spin.value())
         settings.setValue("gain_clip_high", self.clip_high_spin.value())
+        settings.setValue("keep_isolated", self.keep_isolated_check.isChecked())
         settings.setValue("advanced_open", self.advanced_toggle.isChecked())
         settings.endGroup()
 
@@ -448,6 +471,9 @@ class SettingsPanel(QWidget):
             )
             self.clip_high_spin.setValue(
                 _float(settings.value("gain_clip_high"), self.clip_high_spin.value())
+            )
+            self.keep_isolated_check.setChecked(
+                _bool(settings.value("keep_isolated"), self.keep_isolated_check.isChecked())
             )
             self.set_advanced_visible(_bool(settings.value("advanced_open"), False))
         finally:

@@ -256,9 +256,7 @@ def _walk_folder(root: Path, seen_dirs: set[str]) -> Iterator[Path]:
                 # A FIFO or a device named like a FITS file: never opened (a FIFO would
                 # block the build), but said, so that it does not vanish silently.
                 path = Path(entry.path)
-                logger.warning(
-                    "%s: skipped: %s", printable_path(path), _not_a_file_reason(path)
-                )
+                logger.warning("%s: skipped: %s", printable_path(path), _not_a_file_reason(path))
         stack.extend(reversed(subfolders))
 
 

@@ -1,17 +1,24 @@
 """Scratch space: arrays in RAM while a budget allows, memory-mapped files beyond it.
 
 Files live in a private folder (``.zemosaic-scratch-*``) under the chosen directory
-and are removed when the space is closed — on success, error and cancel alike.
+and are removed when the space is closed — on success, error, cancel and termination
+signals alike. A build killed outright (SIGKILL, power loss) cannot clean up: its
+leftovers carry the host and process id in their names (`owned_prefix`), and the next
+build in that folder removes those whose process is gone (`remove_stale_leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import mmap
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 import threading
 import weakref
@@ -25,6 +32,101 @@ from ..errors import ZeMosaicError
 logger = logging.getLogger(__name__)
 
 SCRATCH_PREFIX = ".zemosaic-scratch-"
+#: Prefix of the temporary output files (renamed over the target when complete).
+TEMP_PREFIX = ".zemosaic-tmp-"
+
+
+def _host_tag() -> str:
+    """8 hex digits naming this machine (a folder may be shared over the network)."""
+    try:
+        name = socket.gethostname()
+    except OSError:
+        name = ""
+    return hashlib.sha1(name.encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def owned_prefix(prefix: str) -> str:
+    """``prefix`` + ``<host>-<pid>-``: the name start of this process's own leftovers."""
+    return f"{prefix}{_host_tag()}-{os.getpid()}-"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (True when it cannot be told).
+
+    Never signals the process: on Windows ``os.kill`` would terminate it, so the
+    process is opened and its exit code read instead.
+    """
+    if pid <= 0:
+        return True
+    if pid == os.getpid():
+        return True
+    if sys.platform.startswith("win"):
+        return _windows_process_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or unknown: keep its files
+    return True
+
+
+def _windows_process_alive(pid: int) -> bool:  # pragma: no cover - Windows only
+    try:
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFORMATION
+        if not handle:
+            return kernel32.GetLastError() == 5  # access denied: it exists
+        try:
+            code = ctypes.c_ulong()
+            if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+                return True
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    except Exception:
+        return True
+
+
+_OWNED = re.compile(
+    "^(" + re.escape(SCRATCH_PREFIX) + "|" + re.escape(TEMP_PREFIX) + r")([0-9a-f]{8})-(\d+)-"
+)
+
+
+def remove_stale_leftovers(folder: str | Path) -> int:
+    """Remove what builds killed outright left in ``folder``; returns how many entries.
+
+    Only entries provably a ZeMosaic build's own and stale are removed: a scratch
+    folder or temporary output whose name carries this machine's tag and the id of a
+    process that no longer runs. Anything else (another machine's files, a running
+    build's, names without the tag) is left alone.
+    """
+    host = _host_tag()
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _OWNED.match(entry.name)
+        if match is None or match.group(2) != host or process_alive(int(match.group(3))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+            else:
+                continue
+        except OSError as exc:
+            logger.debug("could not remove the leftover %s: %s", entry.path, exc)
+            continue
+        removed += 1
+    if removed:
+        logger.info("Removed %d leftover file(s) of an interrupted build from %s", removed, folder)
+    return removed
 
 
 class ScratchSpace:
@@ -77,7 +179,7 @@ class ScratchSpace:
             return in_ram
         if self._folder is None:
             parent = self.directory if self.directory is not None else None
-            self._folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+            self._folder = Path(tempfile.mkdtemp(prefix=owned_prefix(SCRATCH_PREFIX), dir=parent))
             logger.info("Memory budget reached: spilling work arrays to %s", self._folder)
         self._count += 1
         path = self._folder / f"array-{self._count}.dat"
