@@ -11,6 +11,7 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 from reproject.mosaicking import find_optimal_celestial_wcs
 
+from ..config import DEFAULT_MAX_SIZE_PX, setting_name
 from ..errors import InputError, PlanningError, printable_path
 from ..tile import Tile
 
@@ -307,9 +308,10 @@ def _separate_groups(tiles: Sequence[Tile], keep_isolated: bool) -> dict[int, st
                 "canvas (mis-solved?)"
             )
             logger.warning(
-                "%s: excluded: %s; use --keep-isolated to keep it",
+                "%s: excluded: %s; turn on %s to keep it",
                 printable_path(members[0].path),
                 reason,
+                setting_name("keep_isolated"),
             )
         else:
             reason = (
@@ -319,10 +321,11 @@ def _separate_groups(tiles: Sequence[Tile], keep_isolated: bool) -> dict[int, st
             logger.warning(
                 "excluded a separate group of %d tiles that overlap each other but not the "
                 "main group (another field?; %s; it would more than double the canvas): "
-                "%s; use --keep-isolated to keep them",
+                "%s; turn on %s to keep them",
                 len(group),
                 where,
                 _names(members),
+                setting_name("keep_isolated"),
             )
         for i in group:
             reasons[i] = reason
@@ -330,7 +333,10 @@ def _separate_groups(tiles: Sequence[Tile], keep_isolated: bool) -> dict[int, st
 
 
 def plan_mosaic(
-    tiles: Sequence[Tile], *, max_size: int = 40000, keep_isolated: bool = False
+    tiles: Sequence[Tile],
+    *,
+    max_size: int = DEFAULT_MAX_SIZE_PX,
+    keep_isolated: bool = False,
 ) -> tuple[MosaicPlan, list[Tile]]:
     """Plan the output grid for ``tiles``.
 
@@ -379,7 +385,7 @@ def plan_mosaic(
     if max(shape) > max_size:
         raise PlanningError(
             f"the mosaic canvas would be {shape[1]} x {shape[0]} px, above the limit of "
-            f"{max_size} px a side (raise it with --max-size, or check the tiles' WCS)"
+            f"{max_size} px a side (raise {setting_name('max_size')}, or check the tiles' WCS)"
         )
     boxes = [tile_bounding_box(t.wcs, t.shape, wcs, shape) for t in kept]
     logger.info("Output grid: %d x %d px from %d tiles", shape[1], shape[0], len(kept))

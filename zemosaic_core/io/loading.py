@@ -30,6 +30,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, NoConvergence
 
+from ..config import setting_name
 from ..errors import InputError, NoUsableInputError, printable_path
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
@@ -765,7 +766,7 @@ def _load_tile(path: Path, memory_budget: int | None) -> Tile:
                     f"reading it needs about {needed / 2**20:.0f} MB "
                     f"({selection.width} x {selection.height} px x {selection.n_channels}), "
                     f"above the memory budget of {memory_budget / 2**20:.0f} MB "
-                    "(raise --max-memory)",
+                    f"(raise {setting_name('max_memory')})",
                 )
         file.data_length()  # a gzip file's CRC is checked before its data are used
         pixels = _read_pixels(path, hdu, selection)

@@ -8,7 +8,11 @@ import logging
 import warnings
 from collections.abc import Iterator
 
+#: Level names the CLI's ``--log-level`` and the GUI's dropdown offer, most verbose first.
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: The level of a run that names none.
+DEFAULT_LOG_LEVEL = "INFO"
+#: Loggers whose level the CLI and the GUI control (DESIGN §6).
 PRODUCT_LOGGERS: tuple[str, ...] = ("zemosaic_core", "zemosaic_gui")
 #: Libraries that print on their own (astropy's INFO notices, e.g. about SIP cards):
 #: they follow the product's level, never below WARNING.
@@ -70,3 +74,21 @@ def warnings_to_debug_log() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+def level_name(level: object, default: str = DEFAULT_LOG_LEVEL) -> str:
+    """A valid level name from untrusted text (a stored setting), else ``default``.
+
+    Parameters
+    ----------
+    level : object
+        ``"debug"``, ``"INFO"``, ``None``...
+    default : str
+
+    Returns
+    -------
+    str
+        One of `LOG_LEVELS`.
+    """
+    name = str(level or "").strip().upper()
+    return name if name in LOG_LEVELS else default
