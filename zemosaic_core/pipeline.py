@@ -158,14 +158,13 @@ def build_mosaic(
         raise NoUsableInputError("no FITS files found in the given inputs")
     for folder in _work_folders(config):
         remove_stale_leftovers(folder)
-    total_budget = config.max_memory or default_budget()
-    budget = split_budget(total_budget)
+    budget = split_budget(config.max_memory or default_budget())
     loaded = load_tiles(
         paths,
         progress=progress,
         cancel=cancel,
         memory_budget=budget.tiles,
-        read_budget=total_budget,
+        read_budget=budget.read,
     )
 
     check_cancel(cancel)
