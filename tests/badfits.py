@@ -288,6 +288,18 @@ def crpix_text(folder: Path) -> Path:
     return _write_bytes(folder, "crpix_text.fits", raw)
 
 
+def compressed_bad_znaxis(folder: Path) -> Path:
+    """A tile-compressed image whose ZNAXIS2 no longer matches its table of tiles."""
+    buffer = io.BytesIO()
+    values = (rgb_data(6)[0] * 10).astype(np.int16)
+    primary = fits.PrimaryHDU()
+    fits.HDUList([primary, fits.CompImageHDU(values, tan_header())]).writeto(buffer)
+    raw = buffer.getvalue()
+    start = raw.index(b"ZNAXIS2 =")
+    card = b"ZNAXIS2 =                    5".ljust(80)
+    return _write_bytes(folder, "bad_znaxis.fits.fz", raw[:start] + card + raw[start + 80 :])
+
+
 @dataclass(frozen=True)
 class BadCase:
     writer: Callable[[Path], Path]
@@ -322,6 +334,7 @@ BAD_CASES: dict[str, BadCase] = {
     "gzip_bad_crc": BadCase(gzip_bad_crc, "CRC check failed"),
     "bitpix_12": BadCase(bitpix_12, "invalid BITPIX 12"),
     "crpix_text": BadCase(crpix_text, "CRPIX1 (not a number"),
+    "compressed_bad_znaxis": BadCase(compressed_bad_znaxis, "damaged compressed image"),
 }
 
 

@@ -274,7 +274,10 @@ def _one_line(text: object) -> str:
 
 def _exc_text(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
-        return _one_line(f"header keyword {exc.args[0]} missing or unreadable")
+        # astropy's KeyError carries "Keyword 'X' not found."; a dict's, just the key.
+        found = re.search(r"[Kk]eyword '([^']*)'", str(exc.args[0]))
+        keyword = found.group(1) if found else exc.args[0]
+        return _one_line(f"header keyword {keyword} missing or unreadable")
     text = _WCSLIB_WHERE.sub("", str(exc))
     return _one_line(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
@@ -593,7 +596,9 @@ def _inspect_hdu(path: Path, hdul: fits.HDUList, index: int, file: _FileInfo) ->
         layout, planes, width, height, axes = "planes_last", dims[0], dims[1], dims[2], [2, 3]
     else:
         raise _fail(path, f"3-D image with {dims[2]} planes: expected 1 or 3")
-    if not isinstance(hdu, fits.CompImageHDU):
+    if isinstance(hdu, fits.CompImageHDU):
+        _check_compressed_layout(path, hdu)
+    else:
         _check_scaling(path, header)
     _check_data_present(path, hdu, dims, file)
     wcs = _celestial_wcs(path, hdul, header, axes, height, width)
@@ -616,6 +621,36 @@ def _check_scaling(path: Path, header: fits.Header) -> None:
             raise _fail(path, f"{keyword} = {value}: not a finite number")
     if header.get("BSCALE") == 0:
         raise _fail(path, "BSCALE = 0: every pixel would have the same value (BZERO)")
+
+
+def _check_compressed_layout(path: Path, hdu: fits.CompImageHDU) -> None:
+    """Refuse a tile-compressed image whose table does not hold one row per tile.
+
+    A damaged ZNAXISn or ZTILEn would otherwise decompress into an image of the wrong
+    shape, silently (or fail later with an unrelated message).
+    """
+    table = getattr(hdu, "_bintable", None)
+    if table is None:
+        return
+    header = table.header
+    try:
+        naxis = int(header["ZNAXIS"])
+        dims = [int(header[f"ZNAXIS{k}"]) for k in range(1, naxis + 1)]
+        tiles = [
+            int(header.get(f"ZTILE{k}", dims[0] if k == 1 else 1)) for k in range(1, naxis + 1)
+        ]
+        rows = int(header["NAXIS2"])
+    except Exception as exc:
+        raise _fail(path, f"damaged compressed image header ({_exc_text(exc)})", exc) from exc
+    if any(d <= 0 for d in dims) or any(t <= 0 for t in tiles):
+        raise _fail(path, f"damaged compressed image header (ZNAXIS {dims}, ZTILE {tiles})")
+    expected = math.prod(-(-d // t) for d, t in zip(dims, tiles, strict=True))
+    if expected != rows:
+        raise _fail(
+            path,
+            f"damaged compressed image: its header announces {expected} tiles "
+            f"(ZNAXIS {dims}, ZTILE {tiles}), its table holds {rows}",
+        )
 
 
 def _select(path: Path, hdul: fits.HDUList, file: _FileInfo) -> _Selection:
