@@ -358,3 +358,19 @@ def test_max_memory_applies_to_reading_a_compressed_file(small_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "bomb.fits.gz" in line]
     assert len(lines) == 1 and "above the memory budget of 70 MB" in lines[0]
+
+
+def test_scratch_files_are_reserved_without_posix_fallocate(tmp_path, monkeypatch):
+    """Windows and macOS have no os.posix_fallocate: spilling raised AttributeError."""
+    import os
+
+    from zemosaic_core.runtime.scratch import ScratchSpace
+
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    with ScratchSpace(tmp_path, ram_budget=0) as space:
+        array = space.allocate((64, 80), np.float32)
+        array[:] = 1.5
+        assert isinstance(array, np.memmap) and float(array.sum()) == 1.5 * 64 * 80
+        files = list(space.folder.iterdir())
+        assert len(files) == 1 and files[0].stat().st_size == 64 * 80 * 4
+    assert list(tmp_path.iterdir()) == []

@@ -24,6 +24,7 @@ import threading
 import weakref
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import numpy as np
 
@@ -189,14 +190,13 @@ class ScratchSpace:
         # process with SIGBUS in the middle of a pass, with no message and no cleanup.
         with open(path, "wb") as handle:
             try:
-                os.posix_fallocate(handle.fileno(), 0, max(1, nbytes))
+                _reserve(handle, max(1, nbytes))
             except OSError as exc:
-                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                    raise ZeMosaicError(
-                        f"scratch folder {self._folder.parent} has no room for "
-                        f"{nbytes / 2**20:.0f} MB of work arrays ({exc.strerror}); "
-                        f"free some space or choose another in {setting_name('scratch')}"
-                    ) from None
+                raise ZeMosaicError(
+                    f"scratch folder {self._folder.parent} has no room for "
+                    f"{nbytes / 2**20:.0f} MB of work arrays ({exc.strerror}); "
+                    f"free some space or choose another in {setting_name('scratch')}"
+                ) from None
         return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
 
     def close(self) -> None:
@@ -217,6 +217,30 @@ class ScratchSpace:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_ZEROS = bytes(1 << 20)
+
+
+def _reserve(handle: BinaryIO, nbytes: int) -> None:
+    """Give an empty file ``nbytes`` of real disk blocks (raises OSError when full).
+
+    ``posix_fallocate`` where the OS and file system have it; elsewhere (Windows,
+    macOS, file systems without it) zeros are written: a sparse file would fail only
+    later, inside the mapping.
+    """
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(handle.fileno(), 0, nbytes)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    remaining = nbytes
+    while remaining > 0:
+        remaining -= handle.write(_ZEROS[: min(remaining, len(_ZEROS))])
+    handle.flush()
 
 
 def release_pages(array: np.ndarray) -> None:
