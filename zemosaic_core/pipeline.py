@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -60,10 +61,20 @@ def _check_backend(config: BuildConfig) -> None:
         )
 
 
-def _work_folders(config: BuildConfig) -> set[Path]:
-    folders = {t.parent if str(t.parent) else Path(".") for t in _outputs(config)}
+def _scratch_folder(config: BuildConfig) -> Path:
+    """Where this build spills work arrays: the scratch setting, else beside the output,
+    else the system's temporary folder."""
     if config.scratch is not None:
-        folders.add(Path(config.scratch))
+        return Path(config.scratch)
+    if config.output is not None:
+        return config.output.parent
+    return Path(tempfile.gettempdir())
+
+
+def _work_folders(config: BuildConfig) -> set[Path]:
+    """The folders this build writes temporary files into (outputs and scratch)."""
+    folders = {t.parent if str(t.parent) else Path(".") for t in _outputs(config)}
+    folders.add(_scratch_folder(config))
     return folders
 
 
@@ -179,8 +190,7 @@ def build_mosaic(
     del loaded  # the matched tiles replace the loaded ones: do not hold both
     tiles = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress).tiles
 
-    scratch_dir = config.scratch or (config.output.parent if config.output else None)
-    scratch = ScratchSpace(scratch_dir, ram_budget=budget.scratch)
+    scratch = ScratchSpace(_scratch_folder(config), ram_budget=budget.scratch)
     session = BackendSession(backend=config.backend, memory_budget=budget.chunks, scratch=scratch)
     try:
         result = session.run_pass(
