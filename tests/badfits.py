@@ -242,6 +242,64 @@ def bad_bayer(folder: Path) -> Path:
     return _write_hdu(folder, "bad_bayer.fits", rgb_data()[0], header)
 
 
+def all_zero(folder: Path) -> Path:
+    data = np.zeros((3, SIZE, SIZE), dtype=np.float32)
+    return _write_hdu(folder, "all_zero.fits", data, tan_header())
+
+
+def constant(folder: Path) -> Path:
+    data = np.full((3, SIZE, SIZE), 42.0, dtype=np.float32)
+    data[:, :4] = np.nan  # a blank border does not make it an image
+    return _write_hdu(folder, "constant.fits", data, tan_header())
+
+
+def bscale_zero(folder: Path) -> Path:
+    """An int16 image whose BSCALE card is 0 (every physical value would be BZERO)."""
+    buffer = io.BytesIO()
+    values = (rgb_data(2)[0] * 10).astype(np.int16)
+    fits.PrimaryHDU(values, tan_header()).writeto(buffer)
+    raw = _patch_card(buffer.getvalue(), "CUNIT1", "BSCALE  =                    0")
+    return _write_bytes(folder, "bscale_zero.fits", raw)
+
+
+def nearly_empty(folder: Path) -> Path:
+    """A tile with data in 0.4 % of its pixels, NaN and 0 elsewhere."""
+    data = np.full((3, SIZE, SIZE), np.nan, dtype=np.float32)
+    data[:, 32:, :] = 0.0
+    data[:, 10:14, 10:14] = rgb_data(5)[:, 10:14, 10:14]
+    return _write_hdu(folder, "nearly_empty.fits", data, tan_header())
+
+
+def gzip_bad_crc(folder: Path) -> Path:
+    """A gzip file whose data are intact but whose CRC does not match them."""
+    compressed = bytearray(gzip.compress(_good_bytes()))
+    compressed[-8] ^= 0xFF  # first byte of the CRC32 trailer
+    return _write_bytes(folder, "bad_crc.fits.gz", bytes(compressed))
+
+
+def bitpix_12(folder: Path) -> Path:
+    raw = _patch_card(_good_bytes(), "BITPIX", "BITPIX  =                   12")
+    return _write_bytes(folder, "bitpix_12.fits", raw)
+
+
+def crpix_text(folder: Path) -> Path:
+    """``CRPIX1 = 'abc'``: astropy would silently take 0 and solve the wrong sky."""
+    raw = _patch_card(_good_bytes(), "CRPIX1", "CRPIX1  = 'abc'")
+    return _write_bytes(folder, "crpix_text.fits", raw)
+
+
+def compressed_bad_znaxis(folder: Path) -> Path:
+    """A tile-compressed image whose ZNAXIS2 no longer matches its table of tiles."""
+    buffer = io.BytesIO()
+    values = (rgb_data(6)[0] * 10).astype(np.int16)
+    primary = fits.PrimaryHDU()
+    fits.HDUList([primary, fits.CompImageHDU(values, tan_header())]).writeto(buffer)
+    raw = buffer.getvalue()
+    start = raw.index(b"ZNAXIS2 =")
+    card = b"ZNAXIS2 =                    5".ljust(80)
+    return _write_bytes(folder, "bad_znaxis.fits.fz", raw[:start] + card + raw[start + 80 :])
+
+
 @dataclass(frozen=True)
 class BadCase:
     writer: Callable[[Path], Path]
@@ -269,6 +327,14 @@ BAD_CASES: dict[str, BadCase] = {
     "all_nan": BadCase(all_nan, "no finite pixels", probe_detects=False),
     "all_inf": BadCase(all_inf, "no finite pixels", probe_detects=False),
     "bad_bayer": BadCase(bad_bayer, "Bayer pattern"),
+    "all_zero": BadCase(all_zero, "constant image: every pixel with data is 0", False),
+    "constant": BadCase(constant, "constant image: every pixel with data is 42", False),
+    "bscale_zero": BadCase(bscale_zero, "BSCALE = 0"),
+    "nearly_empty": BadCase(nearly_empty, "nearly empty: only 0.39 %", False),
+    "gzip_bad_crc": BadCase(gzip_bad_crc, "CRC check failed"),
+    "bitpix_12": BadCase(bitpix_12, "invalid BITPIX 12"),
+    "crpix_text": BadCase(crpix_text, "CRPIX1 (not a number"),
+    "compressed_bad_znaxis": BadCase(compressed_bad_znaxis, "damaged compressed image"),
 }
 
 

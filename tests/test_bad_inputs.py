@@ -302,3 +302,81 @@ def test_discovery_patterns_order_hidden_and_missing(tmp_path, caplog):
     missing_warnings = warnings_naming(caplog, missing)
     assert len(missing_warnings) == 1
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+
+
+# --------------------------------------------------------------------------- special files
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_in_a_folder_is_named_and_never_opened(tmp_path, caplog):
+    good = write_good_rgb(tmp_path, "good.fits")
+    fifo = tmp_path / "pipe.fits"
+    os.mkfifo(fifo)
+    with caplog.at_level(logging.WARNING, logger=CORE):
+        found = discover_inputs([tmp_path])
+    assert found == [good]
+    named = warnings_naming(caplog, fifo)
+    assert len(named) == 1 and "not a regular file: it is a FIFO" in named[0].getMessage()
+    # Given to load_tile directly (the GUI's file list), it is refused without blocking.
+    worker = threading.Thread(target=lambda: probe_input(fifo), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "probing a FIFO blocked"
+    with pytest.raises(InputError, match="FIFO"):
+        load_tile(fifo)
+
+
+def test_symlink_to_a_device_is_not_called_broken(tmp_path, caplog):
+    if not symlinks_supported(tmp_path) or not os.path.exists(os.devnull):
+        pytest.skip("symbolic links or a null device not available here")
+    link = tmp_path / "device.fits"
+    link.symlink_to(os.devnull)
+    with caplog.at_level(logging.WARNING, logger=CORE):
+        assert discover_inputs([link]) == []
+    named = warnings_naming(caplog, link)
+    assert len(named) == 1
+    assert "character device" in named[0].getMessage()
+    assert "broken" not in named[0].getMessage()
+    assert not os.path.islink(os.devnull) and not Path(os.devnull).is_file()
+
+
+def test_newline_in_a_file_name_cannot_split_or_forge_a_warning(tmp_path, caplog):
+    try:
+        bad = tmp_path / "evil\nWARNING forged line.fits"
+        bad.write_text("not a FITS file")
+    except OSError:
+        pytest.skip("file names cannot hold a newline here")
+    good = write_good_rgb(tmp_path, "good.fits")
+    with caplog.at_level(logging.WARNING, logger=CORE):
+        result = load_tiles(discover_inputs([tmp_path]))
+    assert [t.path for t in result.tiles] == [good]
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(messages) == 1
+    assert "\n" not in messages[0] and "evil\\nWARNING forged line.fits" in messages[0]
+    assert "\n" not in str(result.skipped[0])
+
+
+def test_a_memory_bomb_is_refused_before_it_is_decompressed(tmp_path, caplog, file_hashes):
+    """A tiny .fits.gz announcing 48 MB of pixels, read under a 16 MB budget."""
+    import gzip
+
+    from astropy.io import fits
+    from badfits import tan_header
+
+    header = fits.PrimaryHDU(np.zeros((1, 1, 1), np.float32), tan_header(size=2048)).header.copy()
+    header["NAXIS1"] = header["NAXIS2"] = 2048
+    header["NAXIS3"] = 3
+    data_bytes = 3 * 2048 * 2048 * 4
+    raw = header.tostring().encode("ascii") + b"\0" * (data_bytes + (-data_bytes % 2880))
+    bomb = tmp_path / "bomb.fits.gz"
+    bomb.write_bytes(gzip.compress(raw, compresslevel=1))
+    assert bomb.stat().st_size < data_bytes // 100
+    good = write_good_rgb(tmp_path, "good.fits")
+    before = file_hashes([bomb, good])
+    with caplog.at_level(logging.WARNING, logger=CORE):
+        result = load_tiles([bomb, good], read_budget=16 * 2**20)
+    assert [t.path for t in result.tiles] == [good]
+    assert [e.path for e in result.skipped] == [bomb]
+    assert "above the memory budget of 16 MB" in result.skipped[0].reason
+    assert len(warnings_naming(caplog, bomb)) == 1
+    assert file_hashes([bomb, good]) == before

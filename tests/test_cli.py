@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +248,118 @@ def test_gui_forwards_its_arguments_to_the_app(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert "nothing to build" in proc.stderr
+
+
+# --------------------------------------------------------------------------- reliability
+
+
+@pytest.mark.parametrize("flag", ["-o", "--preview", "--tiff"])
+@pytest.mark.parametrize("named", ["folder", "file"])
+def test_an_output_naming_an_input_tile_is_refused_before_work(
+    tile_dir, tmp_path, capsys, file_hashes, flag, named
+):
+    """It used to log "skipped: it is this build's output" and then write over the tile."""
+    victim = sorted(tile_dir.iterdir())[1]
+    before = file_hashes(sorted(tile_dir.iterdir()))
+    inputs = [str(tile_dir)] if named == "folder" else [str(p) for p in sorted(tile_dir.iterdir())]
+    outputs = {"-o": str(tmp_path / "m.fits")}
+    outputs[flag] = str(victim)
+    argv = ["build", *inputs, "--backend", "cpu", "--no-progress"]
+    for key, value in outputs.items():
+        argv += [key, value]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "inputs are never overwritten" in err and victim.name in err
+    assert "Traceback" not in err and "Output grid" not in err  # before any work
+    assert file_hashes(sorted(tile_dir.iterdir())) == before
+    assert not (tmp_path / "m.fits").exists()
+
+
+def test_a_hard_link_to_an_input_is_not_an_output_either(tile_dir, tmp_path, capsys, file_hashes):
+    victim = sorted(tile_dir.iterdir())[0]
+    link = tmp_path / "m.fits"
+    try:
+        os.link(victim, link)
+    except OSError:
+        pytest.skip("hard links not supported here")
+    before = file_hashes([victim])
+    assert main(["build", str(tile_dir), "-o", str(link), "--no-progress"]) == 2
+    assert "inputs are never overwritten" in capsys.readouterr().err
+    assert file_hashes([victim]) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_an_output_onto_a_fifo_is_refused_and_the_fifo_stays(tile_dir, tmp_path, capsys):
+    """Only regular files are ever replaced (``-o /dev/null`` as root replaced the device)."""
+    fifo = tmp_path / "m.fits"
+    os.mkfifo(fifo)
+    code = main(["build", str(tile_dir), "-o", str(fifo), "--backend", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "only regular files are ever replaced" in err and "FIFO" in err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_atomic_write_never_replaces_a_special_file(tmp_path):
+    from zemosaic_core.errors import ZeMosaicError
+    from zemosaic_core.io.outputs import atomic_write
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    fifo = tmp_path / "late.fits"
+    with pytest.raises(ZeMosaicError, match="only regular files"), atomic_write(fifo) as handle:
+        handle.write(b"data")
+        os.mkfifo(fifo)  # appears while the output is written
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["late.fits"]
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--two-pass-sigma", "nan"],
+        ["--two-pass-sigma", "inf"],
+        ["--kappa", "nan"],
+        ["--kappa", "inf"],
+        ["--two-pass-gain-clip", "0.9", "nan"],
+        ["--two-pass-gain-clip", "0.9", "inf"],
+        ["--winsor-limits", "nan", "0.1"],
+    ],
+)
+def test_non_finite_option_values_are_bad_usage(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as info:
+        main(["build", "x", "-o", str(tmp_path / "m.fits"), *option])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "finite" in err and "unexpected" not in err and "Traceback" not in err
+
+
+def test_config_refuses_non_finite_values():
+    from zemosaic_core import CombineSpec, TwoPassSpec
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            CombineSpec("kappa-sigma", kappa=bad)
+        with pytest.raises(ValueError):
+            TwoPassSpec(sigma=bad)
+        with pytest.raises(ValueError):
+            TwoPassSpec(gain_clip=(0.9, bad))
+
+
+def test_explicit_gpu_without_a_gpu_is_one_line_and_exit_2(tile_dir, tmp_path, capsys, monkeypatch):
+    from zemosaic_core.engine.backends import detect_gpu
+
+    monkeypatch.delenv("ZEMOSAIC_GPU_SIMULATE", raising=False)
+    if detect_gpu().available:
+        pytest.skip("a real GPU is present")
+    out = tmp_path / "m.fits"
+    code = main(["build", str(tile_dir), "-o", str(out), "--backend", "gpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("zemosaic: error: the gpu backend")
+    assert not out.exists()
+    # The simulated device still counts as a usable GPU.
+    monkeypatch.setenv("ZEMOSAIC_GPU_SIMULATE", "1")
+    assert main(["build", str(tile_dir), "-o", str(out), "--backend", "gpu", "--no-progress"]) == 0
+    with fits.open(out) as hdul:
+        assert hdul[0].header["BACKEND"] == "gpu"

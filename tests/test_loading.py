@@ -134,6 +134,7 @@ def test_int16_bscale_bzero_and_blank(tmp_path):
 def test_uint16_blank_is_nan(tmp_path):
     """BLANK in a pseudo-unsigned file (astropy keeps uint16 and does not mask it)."""
     raw = np.full((16, 16), 1000, dtype=np.uint16)
+    raw[8, 8] = 1500  # a star: a constant image would be refused
     raw[3, 4] = 0  # stored as -32768, the BLANK value
     hdu = fits.PrimaryHDU(raw, tan_header(size=16))
     hdu.header["BLANK"] = -32768

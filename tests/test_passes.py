@@ -103,18 +103,25 @@ def test_cpu_backend_never_warns(tile_dir, tmp_path, caplog, monkeypatch):
     assert result.backend == "cpu"
 
 
-def test_gpu_without_a_device_falls_back_once(tile_dir, tmp_path, caplog, monkeypatch):
+def test_gpu_without_a_device_is_refused_before_any_work(tile_dir, tmp_path, caplog, monkeypatch):
+    """An explicit gpu request with no usable GPU is bad usage (one line), not a quiet
+    CPU build behind a fallback WARNING and a traceback."""
+    from zemosaic_core import UsageError
     from zemosaic_core.engine.backends import detect_gpu
 
     monkeypatch.delenv("ZEMOSAIC_GPU_SIMULATE", raising=False)
     if detect_gpu().available:
         pytest.skip("a real GPU is present")
-    result, records = _build(
-        tile_dir, tmp_path / "m.fits", "gpu", caplog, monkeypatch, simulate=False
-    )
-    warnings = _messages(records, logging.WARNING)
-    assert warnings == [f"[Coadd] {WARNING_TEXT}"]
-    assert result.backend == "cpu"
+    out = tmp_path / "m.fits"
+    with pytest.raises(UsageError, match="no GPU is usable here") as info:
+        _build(tile_dir, out, "gpu", caplog, monkeypatch, simulate=False)
+    assert "\n" not in str(info.value)
+    assert not out.exists()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in caplog.records if r.exc_info]
+    # auto keeps falling back quietly (one INFO line, no WARNING).
+    result, records = _build(tile_dir, out, "auto", caplog, monkeypatch, simulate=False)
+    assert result.backend == "cpu" and not _messages(records, logging.WARNING)
 
 
 def test_a_bug_on_the_gpu_fails_the_build_instead_of_falling_back(

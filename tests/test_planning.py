@@ -10,7 +10,7 @@ from astropy.wcs.utils import pixel_to_pixel
 from synthetic import grid_tiles, make_wcs, sky
 
 from zemosaic_core.errors import PlanningError
-from zemosaic_core.geometry.planning import BoundingBox, plan_mosaic
+from zemosaic_core.geometry.planning import plan_mosaic
 from zemosaic_core.tile import Tile
 
 
@@ -73,24 +73,85 @@ def test_galactic_and_equatorial_tiles_plan_together():
     assert plan.bboxes[0].overlaps(plan.bboxes[1])
 
 
-def test_connected_groups_follow_box_overlaps():
-    from zemosaic_core.geometry.planning import _connected_groups
-
-    boxes = [
-        BoundingBox(0, 10, 0, 10),  # 0 overlaps 1
-        BoundingBox(5, 15, 5, 15),  # 1 overlaps 0 and 3
-        BoundingBox(100, 110, 100, 110),  # 2 alone
-        BoundingBox(14, 20, 14, 20),  # 3 overlaps 1
-        BoundingBox(10, 20, 0, 5),  # 4 touches 0's edge only (half-open boxes): alone
-        BoundingBox(105, 120, 105, 120),  # 5 overlaps 2
-    ]
-    assert _connected_groups(boxes) == [[0, 1, 3], [2, 5], [4]]
-    assert _connected_groups([]) == []
-
-
 def test_component_labels_name_each_group_by_its_lowest_node():
     from zemosaic_core.geometry.graph import component_labels
 
     labels = component_labels(6, [(5, 3), (1, 4), (3, 0)])
     assert labels.tolist() == [0, 1, 2, 0, 1, 0]
     assert component_labels(3, []).tolist() == [0, 1, 2]
+
+
+def _tile_at(center, name, size=80, scale_factor=1.0) -> Tile:
+    from pathlib import Path
+
+    wcs = make_wcs(center, (size, size))
+    wcs.wcs.cd = wcs.wcs.cd * scale_factor
+    return Tile(data=sky(wcs, (size, size)), wcs=wcs, path=Path(name))
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("away_deg", [95.0, 120.0, 150.0, 179.0])
+def test_a_tile_solved_on_the_far_side_of_the_sky_is_excluded_by_name(caplog, away_deg):
+    """120-180 deg away, the canvas used to come out NaN: a crash, no mosaic."""
+    tiles = grid_tiles(2, 2, size=80)
+    far = _tile_at(((150.0 + away_deg) % 360.0, 20.0), "far_side.fits")
+    with caplog.at_level(logging.WARNING, logger="zemosaic_core"):
+        plan, kept = plan_mosaic([*tiles[:2], far, *tiles[2:]])
+    assert [t.path.name for t in kept] == [t.path.name for t in tiles]
+    messages = _warnings(caplog)
+    assert len(messages) == 1 and "far_side.fits: excluded" in messages[0]
+    assert [e.path.name for e in plan.excluded] == ["far_side.fits"]
+    assert max(plan.shape) < 300
+
+
+@pytest.mark.parametrize("factor", [30.0, 1 / 30.0, 7200.0])
+def test_a_tile_with_an_absurd_plate_scale_is_skipped_by_name(caplog, factor):
+    tiles = grid_tiles(3, 2, size=80)
+    odd = _tile_at(tiles[4].wcs.wcs.crval, "odd_scale.fits", scale_factor=factor)
+    with caplog.at_level(logging.WARNING, logger="zemosaic_core"):
+        plan, kept = plan_mosaic([*tiles, odd])
+    assert len(kept) == 6 and "odd_scale.fits" not in [t.path.name for t in kept]
+    messages = _warnings(caplog)
+    assert len(messages) == 1 and "odd_scale.fits: skipped: pixel scale" in messages[0]
+    assert 'median of 1"/px' in messages[0]
+    assert max(plan.shape) < 400
+
+
+def test_survey_maps_a_few_times_apart_in_scale_are_kept():
+    """Scales 1, 1, 1 and 4.8 arcsec/px (2MASS beside MSX, say) are one legitimate set."""
+    tiles = grid_tiles(3, 1, size=80)
+    coarse = _tile_at(tiles[1].wcs.wcs.crval, "coarse.fits", size=40, scale_factor=4.8)
+    plan, kept = plan_mosaic([*tiles, coarse])
+    assert len(kept) == 4 and not plan.excluded
+
+
+def test_a_separate_group_of_frames_is_reported_as_one_group(caplog):
+    """Two fields in one input: the smaller one is named as a group, not as isolated tiles."""
+    main_field = grid_tiles(3, 2, size=80)
+    other = [_tile_at((150.0 + 30.0 + 0.002 * k, 50.0), f"other_{k}.fits") for k in range(3)]
+    tiles = [main_field[0], other[0], *main_field[1:4], other[1], other[2], *main_field[4:]]
+    with caplog.at_level(logging.WARNING, logger="zemosaic_core"):
+        plan, kept = plan_mosaic(tiles)
+    assert {t.path.name for t in kept} == {t.path.name for t in main_field}
+    messages = _warnings(caplog)
+    assert len(messages) == 1
+    assert "separate group of 3 tiles" in messages[0]
+    assert all(f"other_{k}.fits" in messages[0] for k in range(3))
+    assert "overlaps no other tile" not in messages[0]
+    assert "Keep isolated tiles" in messages[0]
+    assert sorted(e.path.name for e in plan.excluded) == [f"other_{k}.fits" for k in range(3)]
+    assert all("separate group of 3" in e.reason for e in plan.excluded)
+
+    plan, kept = plan_mosaic(tiles, keep_isolated=True, max_size=10**6)
+    assert len(kept) == 9 and not plan.excluded
+
+
+@pytest.mark.parametrize("away_deg", [160.0, 180.0])
+def test_two_tiles_far_apart_give_a_clear_planning_error(away_deg):
+    """With two tiles neither is the odd one out: a clear error, never a ValueError."""
+    tiles = [_tile_at((10.0, 0.0), "a.fits"), _tile_at((10.0 + away_deg, 0.0), "b.fits")]
+    with pytest.raises(PlanningError, match="no common projection|above the limit"):
+        plan_mosaic(tiles)

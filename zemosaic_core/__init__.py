@@ -5,6 +5,8 @@ lower-level steps live in subpackages by domain (``io``, ``geometry``, ``photome
 ``engine``, ``display``, ``datasets``, ``runtime``); ``docs/architecture.md`` §8 maps them.
 """
 
+from typing import TYPE_CHECKING
+
 from .config import BuildConfig, CombineSpec, TwoPassSpec
 from .errors import (
     BackendError,
@@ -15,21 +17,35 @@ from .errors import (
     UsageError,
     ZeMosaicError,
 )
-from .result import BuildResult, CoaddResult
 from .runtime.cancel import CancelToken
-from .tile import Tile
+
+if TYPE_CHECKING:
+    from .pipeline import build_mosaic
+    from .result import BuildResult, CoaddResult
+    from .tile import Tile
 
 __version__ = "0.1.0"
 
+# Names whose modules pull in NumPy, astropy or reproject: imported on first use, so
+# that `import zemosaic_core.<module>` stays light, the CLI starts fast, and Ctrl-C
+# during start-up lands in the CLI's own handler instead of an import traceback.
+_LAZY = {
+    "build_mosaic": ".pipeline",
+    "BuildResult": ".result",
+    "CoaddResult": ".result",
+    "Tile": ".tile",
+}
+
 
 def __getattr__(name: str):
-    # The pipeline pulls in reproject and every step; import it on first use so that
-    # `import zemosaic_core.<module>` stays light (and the CLI starts fast).
-    if name == "build_mosaic":
-        from .pipeline import build_mosaic
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
 
-        return build_mosaic
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

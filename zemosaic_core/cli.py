@@ -2,9 +2,14 @@
 
 It is the product's only command line for builds: the desktop app's headless fallback
 (no display) runs it too. Exit codes (`zemosaic_core.errors`): 0 success, 2 bad usage or
-no usable input, 1 failure (130 on Ctrl-C). Errors are one clear line; the traceback
-only with ``--log-level DEBUG``. Every default and choice comes from
-`zemosaic_core.config` and `zemosaic_core.runtime.logsetup`.
+no usable input, 1 failure; 130 on Ctrl-C and 128 + the signal number on SIGTERM/SIGHUP
+(both unwind like Ctrl-C: no scratch or temporary file is left). Errors are one clear
+line; the traceback only with ``--log-level DEBUG``. Python warnings raised by the
+libraries (numpy overflow and the like) go to the DEBUG log. Every default and choice
+comes from `zemosaic_core.config` and `zemosaic_core.runtime.logsetup`.
+
+This module imports only light modules at import time, so that Ctrl-C during start-up
+is answered by `main`, not by an import traceback.
 
 ``zemosaic gui`` starts the desktop app through its installed ``zemosaic-gui`` entry
 point: the core never imports the GUI package.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,8 +42,15 @@ from .errors import (
     ZeMosaicError,
     exit_status,
 )
-from .runtime.cancel import CancelToken
-from .runtime.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, PRODUCT_LOGGERS, set_log_level
+from .runtime.cancel import CancelToken, interrupt_on_signals
+from .runtime.logsetup import (
+    DEFAULT_LOG_LEVEL,
+    LOG_LEVELS,
+    PRODUCT_LOGGERS,
+    library_loggers,
+    set_log_level,
+    warnings_to_debug_log,
+)
 from .runtime.memory import parse_size
 
 __all__ = ["GUI_ENTRY_POINT", "main"]
@@ -57,8 +70,18 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {text}")
     return value
@@ -96,7 +119,7 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--winsor-limits",
         nargs=2,
-        type=float,
+        type=_finite_float,
         default=combine.limits,
         metavar=("LO", "HI"),
         help=_label("combine.limits"),
@@ -118,7 +141,7 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
     build.add_argument(
         "--two-pass-gain-clip",
         nargs=2,
-        type=float,
+        type=_finite_float,
         default=two_pass.gain_clip,
         metavar=("LO", "HI"),
         help=_label("two_pass.gain_clip"),
@@ -228,6 +251,8 @@ def _configure_logging(level: str) -> tuple[logging.Handler | None, dict[str, tu
         previous[name] = (product.level, product.propagate)
         product.addHandler(handler)
         product.propagate = False
+    for library in library_loggers():
+        previous[library.name] = (library.level, library.propagate)
     set_log_level(level, handler)
     return handler, previous
 
@@ -366,6 +391,24 @@ def _cmd_gui(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zemosaic`` console script."""
+    try:
+        with interrupt_on_signals():
+            return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C (or SIGTERM/SIGHUP) before the build ran
+        return _interrupted(exc)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    signum = getattr(exc, "signum", None)
+    what = "interrupted" if signum is None else f"terminated by signal {signum}"
+    print(
+        f"zemosaic: {what}; finished outputs are complete, others were not written",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED if signum is None else 128 + int(signum)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "gui":
@@ -381,14 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run-demo": _cmd_run_demo,
     }
     try:
-        return commands[args.command](args)
+        with warnings_to_debug_log():
+            return commands[args.command](args)
     except BuildCancelled:
         print("zemosaic: cancelled; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("zemosaic: interrupted; finished outputs are complete, others were not written",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except ZeMosaicError as exc:
         logger.debug("details", exc_info=True)
         print(f"zemosaic: error: {exc}", file=sys.stderr)

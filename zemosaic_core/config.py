@@ -7,6 +7,7 @@ flags and the GUI's widgets read them from the dataclasses and tuples here, and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -82,8 +83,8 @@ class CombineSpec:
     def __post_init__(self) -> None:
         if self.method not in COMBINES:
             raise ValueError(f"unknown combine {self.method!r}; choose one of {COMBINES}")
-        if self.kappa <= 0 or self.iterations < 1:
-            raise ValueError("kappa must be > 0 and iterations >= 1")
+        if not (math.isfinite(self.kappa) and self.kappa > 0) or self.iterations < 1:
+            raise ValueError("kappa must be a finite number > 0 and iterations >= 1")
         lo, hi = self.limits
         if not (0 <= lo < 0.5 and 0 <= hi < 0.5):
             raise ValueError("winsorized limits must each lie in [0, 0.5)")
@@ -102,10 +103,12 @@ class TwoPassSpec:
 
     def __post_init__(self) -> None:
         lo, hi = self.gain_clip
-        if not (0 < lo <= 1 <= hi):
-            raise ValueError("gain clip must satisfy 0 < low <= 1 <= high")
-        if self.sigma <= 0:
-            raise ValueError("two-pass sigma must be > 0")
+        if not (0 < lo <= 1 <= hi and math.isfinite(hi)):
+            raise ValueError("gain clip must satisfy 0 < low <= 1 <= high (finite)")
+        if not (math.isfinite(self.sigma) and self.sigma > 0):
+            raise ValueError("two-pass sigma must be a finite number > 0")
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise ValueError("two-pass tau must be a finite number > 0")
 
 
 @dataclass(frozen=True)

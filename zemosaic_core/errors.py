@@ -6,6 +6,7 @@ one takes it from here.
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 #: Exit statuses: success, failure, bad usage or no usable input, interrupted (Ctrl-C or
@@ -15,6 +16,35 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class ZeMosaicError(Exception):
     """Base class of every error the core raises on purpose."""
+
+
+def printable_path(path: str | Path) -> str:
+    """A path as one line of text: control and line-break characters escaped.
+
+    A file name may hold a newline or an escape sequence; written as is into a log line
+    it would split the line in two (and could forge a line of its own). Ordinary names,
+    accents and spaces included, come back unchanged.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    str
+        ``str(path)`` with every character of Unicode category ``Cc`` (controls), ``Cf``
+        (invisible format marks), ``Zl`` or ``Zp``
+        written as ``\\xNN`` or ``\\uNNNN``.
+    """
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch
+        if unicodedata.category(ch) not in ("Cc", "Zl", "Zp", "Cf")
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 class InputError(ZeMosaicError):
@@ -31,7 +61,7 @@ class InputError(ZeMosaicError):
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{printable_path(self.path)}: {reason}")
 
 
 class NoUsableInputError(ZeMosaicError):

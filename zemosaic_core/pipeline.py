@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .config import BuildConfig
 from .engine.passes import BackendSession
-from .errors import InputError, NoUsableInputError, UsageError
+from .errors import NoUsableInputError, UsageError, printable_path
 from .geometry.planning import plan_mosaic
 from .io.loading import discover_inputs, load_tiles
 from .io.outputs import (
@@ -24,35 +26,102 @@ from .result import BuildResult
 from .runtime.cancel import CancelToken, check_cancel
 from .runtime.memory import default_budget, split_budget
 from .runtime.progress import ProgressCallback, report
-from .runtime.scratch import ScratchSpace
+from .runtime.scratch import ScratchSpace, remove_stale_leftovers
 
 logger = logging.getLogger(__name__)
 
 
+def _outputs(config: BuildConfig) -> list[Path]:
+    return [Path(p) for p in (config.output, config.preview, config.tiff) if p is not None]
+
+
 def _check_outputs(config: BuildConfig) -> None:
-    targets = [p for p in (config.output, config.preview, config.tiff) if p is not None]
+    targets = _outputs(config)
     for target in targets:
         check_writable_folder(target)
     if config.scratch is not None:
         if not Path(config.scratch).is_dir():
-            raise UsageError(f"scratch folder does not exist: {config.scratch}")
+            raise UsageError(f"scratch folder does not exist: {printable_path(config.scratch)}")
         check_writable_folder(Path(config.scratch) / "scratch-check")
-    if len({Path(t).resolve() for t in targets}) != len(targets):
+    if len({t.resolve() for t in targets}) != len(targets):
         raise UsageError("two outputs point to the same file")
 
 
-def _without_outputs(paths: list[Path], config: BuildConfig) -> list[Path]:
-    """Leave this build's own outputs out of its inputs (a rebuild into the same folder
-    must not read the previous mosaic back in as a tile, nor overwrite an input)."""
-    outputs = {
-        Path(p).resolve() for p in (config.output, config.preview, config.tiff) if p is not None
-    }
+def _check_backend(config: BuildConfig) -> None:
+    """An explicit GPU request with no usable GPU is bad usage, said in one line."""
+    if config.backend != "gpu":
+        return
+    from .engine.backends import detect_gpu
+
+    info = detect_gpu()
+    if not info.available:
+        raise UsageError(
+            f"the gpu backend was requested but no GPU is usable here: {info.description} "
+            "(choose the auto or cpu backend)"
+        )
+
+
+def _scratch_folder(config: BuildConfig) -> Path:
+    """Where this build spills work arrays: the scratch setting, else beside the output,
+    else the system's temporary folder."""
+    if config.scratch is not None:
+        return Path(config.scratch)
+    if config.output is not None:
+        return config.output.parent
+    return Path(tempfile.gettempdir())
+
+
+def _work_folders(config: BuildConfig) -> set[Path]:
+    """The folders this build writes temporary files into (outputs and scratch)."""
+    folders = {t.parent if str(t.parent) else Path(".") for t in _outputs(config)}
+    folders.add(_scratch_folder(config))
+    return folders
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _is_previous_mosaic(path: Path) -> bool:
+    """True when ``path`` is a science FITS written by ZeMosaic (not an input tile)."""
+    from astropy.io import fits
+
+    try:
+        header = fits.getheader(path, 0)
+        return header.get("CREATOR") == "ZeMosaic" and "NTILES" in header
+    except Exception:
+        return False
+
+
+def _without_outputs(
+    paths: list[Path], config: BuildConfig, named: Iterable[str | Path]
+) -> list[Path]:
+    """Leave this build's previous outputs out of its inputs; refuse to overwrite an input.
+
+    A previous mosaic found in an input folder (a rebuild into the same folder) is not
+    read back as a tile. Any other input that an output would replace (a tile, a file
+    named as an input, hard links and symbolic links included) is refused before any
+    work: outputs never overwrite inputs.
+    """
+    named_files = [Path(p).expanduser() for p in named]
+    existing = [t for t in _outputs(config) if t.exists()]
     kept = []
     for path in paths:
-        if path.resolve() in outputs:
-            logger.warning("%s: skipped: it is this build's output, not an input", path)
-        else:
+        target = next((t for t in existing if _same_file(path, t)), None)
+        if target is None:
             kept.append(path)
+            continue
+        explicit = any(_same_file(path, n) for n in named_files if n.is_file())
+        if explicit or not _is_previous_mosaic(path):
+            raise UsageError(
+                f"the output {printable_path(target)} is one of this build's inputs "
+                f"({printable_path(path)}); inputs are never overwritten: choose another "
+                "output name"
+            )
+        logger.info("%s: skipped: it is this build's output, not an input", printable_path(path))
     return kept
 
 
@@ -82,7 +151,9 @@ def build_mosaic(
     Raises
     ------
     UsageError
-        An output folder is missing or not writable (before any work).
+        Before any work: an output folder is missing or not writable, an output would
+        replace an input or a non-regular file, or the gpu backend was asked for and
+        no GPU is usable.
     NoUsableInputError
         No input could be used.
     BuildCancelled
@@ -92,11 +163,20 @@ def build_mosaic(
     """
     started = time.perf_counter()
     _check_outputs(config)
-    paths = _without_outputs(discover_inputs(inputs), config)
+    _check_backend(config)
+    paths = _without_outputs(discover_inputs(inputs), config, inputs)
     if not paths:
         raise NoUsableInputError("no FITS files found in the given inputs")
+    for folder in _work_folders(config):
+        remove_stale_leftovers(folder)
     budget = split_budget(config.max_memory or default_budget())
-    loaded = load_tiles(paths, progress=progress, cancel=cancel, memory_budget=budget.tiles)
+    loaded = load_tiles(
+        paths,
+        progress=progress,
+        cancel=cancel,
+        memory_budget=budget.tiles,
+        read_budget=budget.read,
+    )
 
     check_cancel(cancel)
     report(progress, "plan", 0, 1)
@@ -104,22 +184,15 @@ def build_mosaic(
         loaded.tiles, max_size=config.max_size, keep_isolated=config.keep_isolated
     )
     report(progress, "plan", 1, 1)
-    kept = {id(t) for t in tiles}
-    excluded = [
-        InputError(t.path, "isolated: overlaps no other tile and would blow the canvas up")
-        for t in loaded.tiles
-        if id(t) not in kept
-    ]
 
     check_cancel(cancel)
-    skipped = [*loaded.skipped, *excluded]
+    skipped = [*loaded.skipped, *plan.excluded]
     del loaded  # the matched tiles replace the loaded ones: do not hold both
     matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
     tiles, match_gains, match_offsets = matched.tiles, matched.gains, matched.offsets
     del matched
 
-    scratch_dir = config.scratch or (config.output.parent if config.output else None)
-    scratch = ScratchSpace(scratch_dir, ram_budget=budget.scratch)
+    scratch = ScratchSpace(_scratch_folder(config), ram_budget=budget.scratch)
     session = BackendSession(backend=config.backend, memory_budget=budget.chunks, scratch=scratch)
     try:
         result = session.run_pass(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -209,6 +210,15 @@ class SettingsPanel(QWidget):
         self.clip_high_spin.setValue(1.18)
         self.clip_high_spin.setToolTip("Largest gain a tile may get")
         self.two_pass_check.toggled.connect(self._update_two_pass)
+        from zemosaic_core.config import SETTING_LABELS
+
+        self.keep_isolated_check = QCheckBox(SETTING_LABELS["keep_isolated"])
+        self.keep_isolated_check.setObjectName("keepIsolatedCheck")
+        self.keep_isolated_check.setToolTip(
+            "Off: a tile or a group of tiles that overlaps none of the main group and\n"
+            "would more than double the canvas (a mis-solved frame, another field) is\n"
+            "left out, named in the log. On: keep them all."
+        )
 
         advanced_form = QFormLayout()
         advanced_form.setContentsMargins(0, 0, 0, 0)
@@ -221,6 +231,7 @@ class SettingsPanel(QWidget):
         advanced_form.addRow(
             self._label("Gain clip"), self._row(self.clip_low_spin, self.clip_high_spin)
         )
+        advanced_form.addRow(self.keep_isolated_check)
         self.advanced_box = QWidget()
         self.advanced_box.setObjectName("advancedBox")
         self.advanced_box.setLayout(advanced_form)
@@ -319,9 +330,24 @@ class SettingsPanel(QWidget):
             self.device_label.setText(f"No GPU — {description}" if description else "No GPU")
             self.device_label.setProperty("state", "none")
         self.device_label.setToolTip(description)
+        self._enable_gpu_choice(available, description)
         self.device_label.style().unpolish(self.device_label)
         self.device_label.style().polish(self.device_label)
         self.device_detected.emit(available, description)
+
+    def _enable_gpu_choice(self, available: bool, description: str) -> None:
+        """Offer "GPU" only when a GPU is usable; otherwise grey it out with the reason
+        (an explicit GPU request with no GPU is refused by the core)."""
+        index = self.backend_combo.findData("gpu")
+        model = self.backend_combo.model()
+        # A QComboBox's own model is a QStandardItemModel (items can be disabled).
+        item = model.item(index) if isinstance(model, QStandardItemModel) and index >= 0 else None
+        if item is None:
+            return
+        item.setEnabled(available)
+        item.setToolTip("" if available else f"No usable GPU: {description}")
+        if not available and self.backend() == "gpu":
+            _select(self.backend_combo, "auto")
 
     def set_editable(self, editable: bool) -> None:
         """Enable or disable every setting (disabled during a build)."""
@@ -378,6 +404,7 @@ class SettingsPanel(QWidget):
             "match": str(self.match_combo.currentData()),
             "two_pass": two_pass,
             "batch_size": int(self.batch_spin.value()),
+            "keep_isolated": self.keep_isolated_check.isChecked(),
         }
         fields.update(overrides)
         return BuildConfig(**fields)
@@ -397,6 +424,7 @@ class SettingsPanel(QWidget):
         settings.setValue("two_pass_sigma", self.sigma_spin.value())
         settings.setValue("gain_clip_low", self.clip_low_spin.value())
         settings.setValue("gain_clip_high", self.clip_high_spin.value())
+        settings.setValue("keep_isolated", self.keep_isolated_check.isChecked())
         settings.setValue("advanced_open", self.advanced_toggle.isChecked())
         settings.endGroup()
 
@@ -431,6 +459,9 @@ class SettingsPanel(QWidget):
             )
             self.clip_high_spin.setValue(
                 _float(settings.value("gain_clip_high"), self.clip_high_spin.value())
+            )
+            self.keep_isolated_check.setChecked(
+                _bool(settings.value("keep_isolated"), self.keep_isolated_check.isChecked())
             )
             self.set_advanced_visible(_bool(settings.value("advanced_open"), False))
         finally:

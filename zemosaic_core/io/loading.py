@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import re
-import struct
+import stat
 import warnings
 import zlib
 from collections import Counter
@@ -30,7 +30,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, NoConvergence
 
-from ..errors import InputError, NoUsableInputError
+from ..config import setting_name
+from ..errors import InputError, NoUsableInputError, printable_path
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
 from ..tile import LazyTile, Tile, TileLike
@@ -47,9 +48,15 @@ FITS_PATTERNS: tuple[str, ...] = tuple(
 #: Largest pixel->sky->pixel round-trip error accepted for a WCS, in pixels.
 ROUND_TRIP_TOLERANCE_PX = 0.5
 
+#: A tile must hold data (finite and non-zero) in at least this fraction of its pixel
+#: values; below it the file is "nearly empty" (0 and NaN are the two usual "no data"
+#: fills of stacking programs) and would only add edges and noise to the mosaic.
+MIN_DATA_FRACTION = 0.01
+
 _FITS_BLOCK = 2880
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_REASON = 300
+_VALID_BITPIX = (8, 16, 32, 64, -32, -64)
 
 # Header keywords that define the celestial WCS: an unparsable one is fatal (astropy
 # would otherwise replace the value by a default such as 0 and solve the wrong sky).
@@ -57,6 +64,13 @@ _WCS_KEY = re.compile(
     r"^(WCSAXES|CRVAL|CRPIX|CDELT|CROTA|CTYPE|CUNIT|CD\d|PC\d|PV\d|PS\d|LONPOLE|LATPOLE|"
     r"RADESYS|RADECSYS|EQUINOX|EPOCH|A_|B_|AP_|BP_)"
 )
+# Of those, the ones whose value must be a number (astropy silently takes a default
+# such as 0 for a string there). EQUINOX/EPOCH are left out: some writers use 'J2000'.
+_WCS_NUMBER_KEY = re.compile(
+    r"^(CRVAL|CRPIX|CDELT|CROTA|CD\d|PC\d|PV\d|LONPOLE|LATPOLE|A_|B_|AP_|BP_)"
+)
+# wcslib's messages start with where in its C code they were raised: not for users.
+_WCSLIB_WHERE = re.compile(r"ERROR \d+ in \w+\(\) at line \d+ of file [^:]*:\s*")
 
 
 # --------------------------------------------------------------------------- results
@@ -174,13 +188,36 @@ def discover_inputs(paths: Iterable[str | Path]) -> list[Path]:
                 add_file(item)
         elif path.is_file():
             add_file(path)
-        elif path.exists() or path.is_symlink():
-            reason = "broken symbolic link" if path.is_symlink() else "not a regular file"
-            logger.warning("%s: skipped: %s", path, reason)
         else:
-            logger.warning("%s: skipped: no such file or folder", path)
+            logger.warning("%s: skipped: %s", printable_path(path), _not_a_file_reason(path))
     logger.debug("discovered %d input file(s)", len(found))
     return found
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _not_a_file_reason(path: Path) -> str:
+    """Why ``path`` (no folder, no regular file) cannot be an input."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken symbolic link" if path.is_symlink() else "no such file or folder"
+    except OSError as exc:
+        return f"cannot access it ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return "cannot access it"  # it changed under our feet
+    return f"not a regular file: it is {_file_kind(mode)}"
 
 
 def _walk_folder(root: Path, seen_dirs: set[str]) -> Iterator[Path]:
@@ -197,7 +234,11 @@ def _walk_folder(root: Path, seen_dirs: set[str]) -> Iterator[Path]:
             with os.scandir(folder) as scan:
                 entries = sorted(scan, key=lambda entry: entry.name)
         except OSError as exc:
-            logger.warning("%s: skipped: cannot read folder (%s)", folder, exc.strerror or exc)
+            logger.warning(
+                "%s: skipped: cannot read folder (%s)",
+                printable_path(folder),
+                exc.strerror or exc,
+            )
             continue
         subfolders: list[Path] = []
         for entry in entries:
@@ -212,6 +253,11 @@ def _walk_folder(root: Path, seen_dirs: set[str]) -> Iterator[Path]:
                 subfolders.append(Path(entry.path))
             elif is_file and is_fits_name(entry.name):
                 yield Path(entry.path)
+            elif is_fits_name(entry.name):
+                # A FIFO or a device named like a FITS file: never opened (a FIFO would
+                # block the build), but said, so that it does not vanish silently.
+                path = Path(entry.path)
+                logger.warning("%s: skipped: %s", printable_path(path), _not_a_file_reason(path))
         stack.extend(reversed(subfolders))
 
 
@@ -227,7 +273,13 @@ def _one_line(text: object) -> str:
 
 
 def _exc_text(exc: BaseException) -> str:
-    return _one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    if isinstance(exc, KeyError) and exc.args:
+        # astropy's KeyError carries "Keyword 'X' not found."; a dict's, just the key.
+        found = re.search(r"[Kk]eyword '([^']*)'", str(exc.args[0]))
+        keyword = found.group(1) if found else exc.args[0]
+        return _one_line(f"header keyword {keyword} missing or unreadable")
+    text = _WCSLIB_WHERE.sub("", str(exc))
+    return _one_line(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def _fail(path: Path, reason: str, exc: BaseException | None = None) -> InputError:
@@ -252,16 +304,69 @@ def _quiet_astropy(path: Path) -> Iterator[None]:
                     )
 
 
-def _check_file(path: Path) -> tuple[int, bool]:
-    """Basic file checks; returns (size on disk, is gzip-compressed)."""
+@dataclass
+class _FileInfo:
+    """What the first look at a file found: its size and whether it is gzip-compressed."""
+
+    path: Path
+    size: int
+    is_gzip: bool
+    _gzip_length: int | None = None
+
+    def data_length(self) -> int:
+        """Bytes of FITS the file holds (decompressed, for gzip).
+
+        A gzip file is decompressed once, in bounded chunks, to the end: that is where
+        its CRC and length are checked, so corrupt data are refused here, not used.
+        """
+        if not self.is_gzip:
+            return self.size
+        if self._gzip_length is None:
+            total = 0
+            try:
+                with gzip.open(self.path, "rb") as gz:
+                    while chunk := gz.read(1 << 22):
+                        total += len(chunk)
+            except EOFError as exc:
+                raise _fail(
+                    self.path, "truncated gzip file (the compressed stream ends early)", exc
+                ) from exc
+            except (OSError, zlib.error) as exc:
+                raise _fail(self.path, f"corrupt gzip file ({_exc_text(exc)})", exc) from exc
+            self._gzip_length = total
+        return self._gzip_length
+
+
+def _first_header_problem(block: bytes) -> str | None:
+    """A fatal problem of the first header block that astropy would misreport."""
+    card = block[80:160]
+    if card[:8] != b"BITPIX  " or card[8:10] != b"= ":
+        return None
+    text = card[10:].split(b"/")[0].strip()
     try:
-        st = path.stat()
+        bitpix = int(text)
+    except ValueError:
+        return f"invalid BITPIX {text.decode('ascii', 'replace')!r}"
+    if bitpix not in _VALID_BITPIX:
+        allowed = ", ".join(str(b) for b in _VALID_BITPIX)
+        return f"invalid BITPIX {bitpix} (FITS allows {allowed})"
+    return None
+
+
+def _check_file(path: Path) -> _FileInfo:
+    """Basic file checks before astropy opens it."""
+    try:
+        st = os.stat(path)
     except FileNotFoundError as exc:
-        raise _fail(path, "file not found") from exc
+        reason = "broken symbolic link" if path.is_symlink() else "file not found"
+        raise _fail(path, reason) from exc
     except OSError as exc:
         raise _fail(path, f"cannot access the file ({exc.strerror or exc})", exc) from exc
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise _fail(path, "a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        # Never opened: reading a FIFO blocks, and a device is not an image.
+        raise _fail(path, f"not a regular file: it is {_file_kind(st.st_mode)}")
     size = int(st.st_size)
     if size == 0:
         raise _fail(path, "empty file")
@@ -272,39 +377,23 @@ def _check_file(path: Path) -> tuple[int, bool]:
             if magic == _GZIP_MAGIC:
                 try:
                     with gzip.GzipFile(fileobj=handle, mode="rb") as gz:
-                        head = gz.read(80)
-                except (OSError, EOFError) as exc:
+                        head = gz.read(_FITS_BLOCK)
+                except (OSError, EOFError, zlib.error) as exc:
                     raise _fail(path, f"corrupt gzip file ({_exc_text(exc)})", exc) from exc
                 if not head:
                     raise _fail(path, "empty file (after gzip decompression)")
             else:
-                head = handle.read(80)
+                head = handle.read(_FITS_BLOCK)
     except PermissionError as exc:
         raise _fail(path, "cannot read the file (permission denied)", exc) from exc
     except OSError as exc:
         raise _fail(path, f"cannot read the file ({exc.strerror or exc})", exc) from exc
     if not head.startswith(b"SIMPLE  ="):
         raise _fail(path, "not a FITS file")
-    return size, magic == _GZIP_MAGIC
-
-
-def _gzip_length(path: Path, needed: int) -> int:
-    """Decompressed length of a gzip file, or at least a lower bound that is >= ``needed``.
-
-    The trailer's ISIZE (length modulo 2**32 of the last member) never exceeds the true
-    length, so when it is large enough it settles the question; otherwise the stream is
-    decompressed and counted.
-    """
-    with open(path, "rb") as handle:
-        handle.seek(-4, os.SEEK_END)
-        isize = struct.unpack("<I", handle.read(4))[0]
-    if isize >= needed:
-        return isize
-    total = 0
-    with gzip.open(path, "rb") as gz:
-        while chunk := gz.read(1 << 22):
-            total += len(chunk)
-    return total
+    problem = _first_header_problem(head)
+    if problem:
+        raise _fail(path, problem)
+    return _FileInfo(path, size, magic == _GZIP_MAGIC)
 
 
 def _promised_data_bytes(hdu: fits.hdu.base._BaseHDU, dims: Sequence[int]) -> int:
@@ -324,7 +413,7 @@ def _promised_data_bytes(hdu: fits.hdu.base._BaseHDU, dims: Sequence[int]) -> in
 
 
 def _check_data_present(
-    path: Path, hdu: fits.hdu.base._BaseHDU, dims: Sequence[int], size: int, is_gzip: bool
+    path: Path, hdu: fits.hdu.base._BaseHDU, dims: Sequence[int], file: _FileInfo
 ) -> None:
     """Refuse an HDU whose data the file does not hold (truncated, header only)."""
     info = hdu.fileinfo()
@@ -334,11 +423,7 @@ def _check_data_present(
     needed = _promised_data_bytes(hdu, dims)
     if needed <= 0:
         return
-    try:
-        length = _gzip_length(path, offset + needed) if is_gzip else size
-    except (OSError, EOFError) as exc:
-        raise _fail(path, f"truncated or corrupt gzip file ({_exc_text(exc)})", exc) from exc
-    available = max(length - offset, 0)
+    available = max(file.data_length() - offset, 0)
     if available >= needed:
         return
     if available == 0:
@@ -347,7 +432,11 @@ def _check_data_present(
 
 
 def _unparsable_wcs_cards(header: fits.Header) -> list[str]:
-    """Keywords of WCS cards whose value cannot be parsed (e.g. ``CRVAL1 = NAN``)."""
+    """WCS cards whose value cannot be used, each as ``"KEYWORD (why)"``.
+
+    Unparsable values (e.g. ``CRVAL1 = NAN``), non-finite numbers and text where a
+    number is due (astropy would silently take a default such as 0 there).
+    """
     bad = []
     for card in header.cards:
         keyword = card.keyword
@@ -356,11 +445,32 @@ def _unparsable_wcs_cards(header: fits.Header) -> list[str]:
         try:
             value = card.value
         except Exception:  # astropy raises VerifyError (or ValueError) for such cards
-            bad.append(keyword)
+            bad.append(f"{keyword} (unreadable value)")
             continue
         if isinstance(value, float) and not math.isfinite(value):
-            bad.append(keyword)
+            bad.append(f"{keyword} (value {value})")
+        elif _WCS_NUMBER_KEY.match(keyword) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
+            bad.append(f"{keyword} (not a number: {_one_line(repr(value))[:40]})")
     return bad
+
+
+def _wcs_error_text(exc: BaseException, axes: Sequence[int]) -> str:
+    """An astropy/wcslib error in words, its keywords numbered as in the file.
+
+    For a cube whose colour axis comes first (``NAXIS1 = 3``) the celestial axes are
+    FITS axes 2 and 3, but wcslib numbers them 1 and 2 in its messages.
+    """
+    text = _exc_text(exc)
+    if list(axes) == [1, 2]:
+        return text
+
+    def renumber(match: re.Match[str]) -> str:
+        index = int(match.group(2))
+        return match.group(1) + (str(axes[index - 1]) if 1 <= index <= len(axes) else "?")
+
+    return re.sub(r"\b(CTYPE|CUNIT|CRVAL|CRPIX|CDELT|CROTA)(\d)\b", renumber, text)
 
 
 def _round_trip_points(height: int, width: int) -> np.ndarray:
@@ -382,11 +492,11 @@ def _celestial_wcs(
     bad = _unparsable_wcs_cards(header)
     if bad:
         cards = ", ".join(bad[:4])
-        raise _fail(path, f"unparsable WCS header card {cards} (broken value, e.g. NAN)")
+        raise _fail(path, f"unparsable WCS header card {cards}")
     try:
         wcs = WCS(header, fobj=hdul, naxis=axes, relax=True)
     except Exception as exc:
-        raise _fail(path, f"unparsable WCS ({_exc_text(exc)})", exc) from exc
+        raise _fail(path, f"unparsable WCS ({_wcs_error_text(exc, axes)})", exc) from exc
     if wcs.naxis != 2 or not wcs.has_celestial or {wcs.wcs.lng, wcs.wcs.lat} != {0, 1}:
         raise _fail(path, "no celestial WCS (not plate-solved?)")
     try:
@@ -395,7 +505,7 @@ def _celestial_wcs(
     except Exception as exc:
         if "singular" in str(exc).lower():
             raise _fail(path, "singular WCS matrix", exc) from exc
-        raise _fail(path, f"invalid WCS ({_exc_text(exc)})", exc) from exc
+        raise _fail(path, f"invalid WCS ({_wcs_error_text(exc, axes)})", exc) from exc
     numbers = {
         "CRVAL": np.asarray(wcs.wcs.crval, dtype=float),
         "CRPIX": np.asarray(wcs.wcs.crpix, dtype=float),
@@ -463,9 +573,7 @@ def _is_image_hdu(hdu: object) -> bool:
     return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
 
 
-def _inspect_hdu(
-    path: Path, hdul: fits.HDUList, index: int, size: int, is_gzip: bool
-) -> _Selection:
+def _inspect_hdu(path: Path, hdul: fits.HDUList, index: int, file: _FileInfo) -> _Selection:
     """Header-level checks of one image HDU; raises InputError with the reason."""
     hdu = hdul[index]
     header = hdu.header
@@ -488,13 +596,64 @@ def _inspect_hdu(
         layout, planes, width, height, axes = "planes_last", dims[0], dims[1], dims[2], [2, 3]
     else:
         raise _fail(path, f"3-D image with {dims[2]} planes: expected 1 or 3")
-    _check_data_present(path, hdu, dims, size, is_gzip)
+    if isinstance(hdu, fits.CompImageHDU):
+        _check_compressed_layout(path, hdu)
+    else:
+        _check_scaling(path, header)
+    _check_data_present(path, hdu, dims, file)
     wcs = _celestial_wcs(path, hdul, header, axes, height, width)
     bayer = _bayer_pattern(path, header, height) if planes == 1 else None
     return _Selection(index, layout, planes, height, width, wcs, bayer)
 
 
-def _select(path: Path, hdul: fits.HDUList, size: int, is_gzip: bool) -> _Selection:
+def _check_scaling(path: Path, header: fits.Header) -> None:
+    """Refuse BSCALE/BZERO cards that cannot describe an image (BSCALE = 0, text, NaN)."""
+    for keyword in ("BSCALE", "BZERO"):
+        try:
+            value = header.get(keyword)
+        except Exception as exc:
+            raise _fail(path, f"unreadable {keyword} card", exc) from exc
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(path, f"{keyword} is not a number ({_one_line(repr(value))[:40]})")
+        if not math.isfinite(value):
+            raise _fail(path, f"{keyword} = {value}: not a finite number")
+    if header.get("BSCALE") == 0:
+        raise _fail(path, "BSCALE = 0: every pixel would have the same value (BZERO)")
+
+
+def _check_compressed_layout(path: Path, hdu: fits.CompImageHDU) -> None:
+    """Refuse a tile-compressed image whose table does not hold one row per tile.
+
+    A damaged ZNAXISn or ZTILEn would otherwise decompress into an image of the wrong
+    shape, silently (or fail later with an unrelated message).
+    """
+    table = getattr(hdu, "_bintable", None)
+    if table is None:
+        return
+    header = table.header
+    try:
+        naxis = int(header["ZNAXIS"])
+        dims = [int(header[f"ZNAXIS{k}"]) for k in range(1, naxis + 1)]
+        tiles = [
+            int(header.get(f"ZTILE{k}", dims[0] if k == 1 else 1)) for k in range(1, naxis + 1)
+        ]
+        rows = int(header["NAXIS2"])
+    except Exception as exc:
+        raise _fail(path, f"damaged compressed image header ({_exc_text(exc)})", exc) from exc
+    if any(d <= 0 for d in dims) or any(t <= 0 for t in tiles):
+        raise _fail(path, f"damaged compressed image header (ZNAXIS {dims}, ZTILE {tiles})")
+    expected = math.prod(-(-d // t) for d, t in zip(dims, tiles, strict=True))
+    if expected != rows:
+        raise _fail(
+            path,
+            f"damaged compressed image: its header announces {expected} tiles "
+            f"(ZNAXIS {dims}, ZTILE {tiles}), its table holds {rows}",
+        )
+
+
+def _select(path: Path, hdul: fits.HDUList, file: _FileInfo) -> _Selection:
     """The first HDU holding a usable image with a celestial WCS."""
     first_error: InputError | None = None
     index = 0
@@ -510,7 +669,7 @@ def _select(path: Path, hdul: fits.HDUList, size: int, is_gzip: bool) -> _Select
             break
         if _is_image_hdu(hdu) and int(hdu.header.get("NAXIS", 0) or 0) > 0:
             try:
-                selection = _inspect_hdu(path, hdul, index, size, is_gzip)
+                selection = _inspect_hdu(path, hdul, index, file)
             except InputError as err:
                 logger.debug("%s: HDU %d not usable: %s", path, index, err.reason)
                 if first_error is None:
@@ -525,21 +684,8 @@ def _select(path: Path, hdul: fits.HDUList, size: int, is_gzip: bool) -> _Select
     raise _fail(path, "no image data in any HDU (header only?)")
 
 
-def _diagnose_gzip(path: Path) -> str | None:
-    """Why a gzip file cannot be decompressed, or None when the stream is sound."""
-    try:
-        with gzip.open(path, "rb") as gz:
-            while gz.read(1 << 22):
-                pass
-    except EOFError:
-        return "truncated gzip file (the compressed stream ends early)"
-    except (OSError, zlib.error) as exc:
-        return f"corrupt gzip file ({_exc_text(exc)})"
-    return None
-
-
 @contextmanager
-def _open_fits(path: Path, is_gzip: bool) -> Iterator[fits.HDUList]:
+def _open_fits(path: Path, file: _FileInfo) -> Iterator[fits.HDUList]:
     """Open read-only, unmapped, HDUs loaded lazily."""
     try:
         hdul = fits.open(
@@ -549,8 +695,9 @@ def _open_fits(path: Path, is_gzip: bool) -> Iterator[fits.HDUList]:
         raise
     except Exception as exc:
         reason = f"unreadable FITS file ({_exc_text(exc)})"
-        if is_gzip:
-            reason = _diagnose_gzip(path) or f"corrupt gzip file ({_exc_text(exc)})"
+        if file.is_gzip:
+            file.data_length()  # a damaged stream is the better reason: raised from here
+            reason = f"corrupt gzip file ({_exc_text(exc)})"
         raise _fail(path, reason, exc) from exc
     try:
         yield hdul
@@ -598,14 +745,66 @@ def _read_pixels(path: Path, hdu: fits.hdu.base._BaseHDU, selection: _Selection)
         if not finite.any():
             raise _fail(path, "no finite pixels (all NaN or infinite)")
         pixels[~finite] = np.nan  # inf is "no data" too
+    _check_content(path, pixels, finite)
     return pixels
 
 
-def _load_tile(path: Path) -> Tile:
-    size, is_gzip = _check_file(path)
-    with _quiet_astropy(path), _open_fits(path, is_gzip) as hdul:
-        selection = _select(path, hdul, size, is_gzip)
-        pixels = _read_pixels(path, hdul[selection.index], selection)
+def _check_content(path: Path, pixels: np.ndarray, finite: np.ndarray) -> None:
+    """Refuse a tile that holds no image: constant (all zero included) or nearly empty.
+
+    Such a tile adds nothing but edges, and as a photometric reference it would drag
+    the whole mosaic to its level.
+    """
+    low, high = float(np.nanmin(pixels)), float(np.nanmax(pixels))
+    if low == high:
+        raise _fail(path, f"constant image: every pixel with data is {low:g}")
+    with np.errstate(invalid="ignore"):
+        holding = int(np.count_nonzero(finite & (pixels != 0)))
+    if holding < MIN_DATA_FRACTION * pixels.size:
+        share = 100.0 * holding / pixels.size
+        raise _fail(
+            path,
+            f"nearly empty: only {share:.2g} % of the pixel values hold data "
+            f"(the others are 0 or NaN; at least {100 * MIN_DATA_FRACTION:g} % needed)",
+        )
+
+
+def _read_peak_bytes(hdu: fits.hdu.base._BaseHDU, selection: _Selection) -> int:
+    """Memory that reading an HDU takes at its peak, from its header alone (bytes).
+
+    The raw array as stored, astropy's scaled copy when BSCALE/BZERO apply (float64
+    for 32- and 64-bit integers), the float32 tile, and the debayered planes with their
+    temporaries for a raw frame.
+    """
+    header = hdu.header
+    values = selection.n_planes * selection.height * selection.width
+    bitpix = int(header.get("ZBITPIX", header.get("BITPIX", -32)) or -32)
+    raw = values * abs(bitpix) // 8
+    scaled = 0
+    if bitpix > 0 and (header.get("BSCALE", 1) != 1 or header.get("BZERO", 0) != 0):
+        scaled = values * (8 if bitpix >= 32 else 4)
+    tile = values * 4
+    debayer = 6 * values * 4 if selection.bayer is not None else 0
+    return raw + scaled + tile + debayer
+
+
+def _load_tile(path: Path, memory_budget: int | None) -> Tile:
+    file = _check_file(path)
+    with _quiet_astropy(path), _open_fits(path, file) as hdul:
+        selection = _select(path, hdul, file)
+        hdu = hdul[selection.index]
+        if memory_budget is not None:
+            needed = _read_peak_bytes(hdu, selection)
+            if needed > memory_budget:
+                raise _fail(
+                    path,
+                    f"reading it needs about {needed / 2**20:.0f} MB "
+                    f"({selection.width} x {selection.height} px x {selection.n_channels}), "
+                    f"above the memory budget of {memory_budget / 2**20:.0f} MB "
+                    f"(raise {setting_name('max_memory')})",
+                )
+        file.data_length()  # a gzip file's CRC is checked before its data are used
+        pixels = _read_pixels(path, hdu, selection)
     if selection.bayer is not None:
         pixels = debayer_bilinear(pixels[0], selection.bayer)
         logger.debug("%s: raw Bayer frame debayered (%s as stored)", path, selection.bayer)
@@ -620,7 +819,7 @@ def _load_tile(path: Path) -> Tile:
     return Tile(data=pixels, wcs=selection.wcs, path=path)
 
 
-def load_tile(path: str | Path) -> Tile:
+def load_tile(path: str | Path, *, memory_budget: int | None = None) -> Tile:
     """Read one input file as a tile.
 
     Parameters
@@ -628,6 +827,9 @@ def load_tile(path: str | Path) -> Tile:
     path : path-like
         A FITS file (``.fz`` tile-compressed and ``.gz`` files included). The first HDU
         holding a 2-D image or a 3-D colour cube with a celestial WCS is used.
+    memory_budget : int, optional
+        Bytes that reading the file may take at its peak; a file whose header announces
+        more is refused before its data are read or decompressed. ``None``: no limit.
 
     Returns
     -------
@@ -644,7 +846,7 @@ def load_tile(path: str | Path) -> Tile:
     """
     p = Path(path)
     try:
-        return _load_tile(p)
+        return _load_tile(p, memory_budget)
     except InputError:
         raise
     except MemoryError as exc:
@@ -672,9 +874,9 @@ def probe_input(path: str | Path) -> InputProbe:
     except OSError:
         size_bytes = 0
     try:
-        size, is_gzip = _check_file(p)
-        with _quiet_astropy(p), _open_fits(p, is_gzip) as hdul:
-            selection = _select(p, hdul, size, is_gzip)
+        file = _check_file(p)
+        with _quiet_astropy(p), _open_fits(p, file) as hdul:
+            selection = _select(p, hdul, file)
     except InputError as err:
         return InputProbe(p, False, err.reason, None, None, size_bytes)
     except Exception as exc:
@@ -708,6 +910,7 @@ def load_tiles(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     memory_budget: int | None = None,
+    read_budget: int | None = None,
 ) -> LoadResult:
     """Read every input, skipping the unusable ones.
 
@@ -724,6 +927,9 @@ def load_tiles(
         :class:`~zemosaic_core.tile.LazyTile` objects that read their file again when
         their pixels are needed (every file is still read once here, to check it).
         ``None`` keeps every tile in memory.
+    read_budget : int, optional
+        Bytes that reading one file may take at its peak (see `load_tile`); a file
+        that needs more is skipped by name. ``None``: no limit.
 
     Returns
     -------
@@ -746,14 +952,14 @@ def load_tiles(
 
     def skip(err: InputError) -> None:
         skipped.append(err)
-        logger.warning("%s: skipped: %s", err.path, err.reason)
+        logger.warning("%s: skipped: %s", printable_path(err.path), err.reason)
 
     report(progress, "load", 0, total)
     held = 0
     for done, item in enumerate(items, start=1):
         check_cancel(cancel)
         try:
-            tile = load_tile(item)
+            tile = load_tile(item, memory_budget=read_budget)
         except InputError as err:
             skip(err)
         else:

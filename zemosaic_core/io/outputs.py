@@ -11,6 +11,7 @@ import contextlib
 import datetime as _dt
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,14 +23,11 @@ from astropy.wcs import WCS
 
 from ..display.stretch import StretchMode, stretch_rgb
 from ..engine.coverage import covered_mask, shared_plane
-from ..errors import UsageError, ZeMosaicError
+from ..errors import UsageError, ZeMosaicError, printable_path
 from ..result import BuildResult
-from ..runtime.scratch import release_pages
+from ..runtime.scratch import TEMP_PREFIX, owned_prefix, release_pages
 
 logger = logging.getLogger(__name__)
-
-#: Prefix of temporary files, so leftovers of a killed build are recognisable.
-TEMP_PREFIX = ".zemosaic-tmp-"
 
 
 def _umask() -> int:
@@ -38,25 +36,55 @@ def _umask() -> int:
     return mask
 
 
+def _not_replaceable(target: Path) -> str | None:
+    """Why an existing ``target`` must not be replaced (None: absent or a regular file)."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot check it ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "it is a folder, not a file"
+    kinds = {
+        stat.S_ISFIFO(mode): "a FIFO (named pipe)",
+        stat.S_ISCHR(mode): "a character device",
+        stat.S_ISBLK(mode): "a block device",
+        stat.S_ISSOCK(mode): "a socket",
+    }
+    return f"it is {kinds.get(True, 'a special file')}; only regular files are ever replaced"
+
+
 def check_writable_folder(path: str | Path) -> Path:
-    """Refuse an output whose folder is missing or not writable, before any work.
+    """Refuse an output that cannot be written, before any work.
+
+    Its folder must exist and be writable, and the output itself must be absent or a
+    regular file (a device, a FIFO or a folder is never replaced).
 
     Raises
     ------
     UsageError
-        With the folder and the reason.
+        With the path and the reason.
     """
     target = Path(path)
+    shown = printable_path(target)
+    problem = _not_replaceable(target)
+    if problem is not None:
+        if "folder" in problem:
+            raise UsageError(f"output is a folder, not a file: {shown}")
+        raise UsageError(f"output {shown} cannot be replaced: {problem}")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
-        raise UsageError(f"output folder does not exist: {folder}")
+        raise UsageError(f"output folder does not exist: {printable_path(folder)}")
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=TEMP_PREFIX):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=owned_prefix(TEMP_PREFIX)):
             pass
     except OSError as exc:
-        raise UsageError(f"output folder is not writable: {folder} ({exc.strerror})") from None
-    if target.is_dir():
-        raise UsageError(f"output is a folder, not a file: {target}")
+        raise UsageError(
+            f"output folder is not writable: {printable_path(folder)} ({exc.strerror})"
+        ) from None
     return target
 
 
@@ -64,7 +92,12 @@ def check_writable_folder(path: str | Path) -> Path:
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; rename it over ``path`` only on success."""
     target = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=target.suffix)
+    problem = _not_replaceable(target)
+    if problem is not None:
+        raise ZeMosaicError(f"could not write {printable_path(target)}: {problem}")
+    fd, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=owned_prefix(TEMP_PREFIX), suffix=target.suffix
+    )
     os.close(fd)  # reopened by name: some writers (tifffile) want a named file object
     os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
     try:
@@ -72,19 +105,24 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        problem = _not_replaceable(target)  # it may have appeared while we wrote
+        if problem is not None:
+            raise ZeMosaicError(f"could not write {printable_path(target)}: {problem}")
         os.replace(tmp_name, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         if isinstance(exc, OSError):
-            raise ZeMosaicError(f"could not write {target}: {exc.strerror or exc}") from exc
+            raise ZeMosaicError(
+                f"could not write {printable_path(target)}: {exc.strerror or exc}"
+            ) from exc
         raise
 
 
 def _write_with(path: str | Path, writer: Callable[[BinaryIO], object]) -> Path:
     with atomic_write(path) as handle:
         writer(handle)
-    logger.info("Wrote %s", path)
+    logger.info("Wrote %s", printable_path(path))
     return Path(path)
 
 

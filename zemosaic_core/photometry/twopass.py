@@ -64,7 +64,11 @@ def _blurred_small(coverage: np.ndarray, sigma: float) -> tuple[np.ndarray, int]
 
 
 def _expand(small: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
-    return np.repeat(np.repeat(small, factor, axis=0), factor, axis=1)[: shape[0], : shape[1]]
+    """Blocks back to full size: never larger than ``shape`` (a blur wider than the
+    mosaic makes one block far larger than the canvas)."""
+    rows = np.arange(shape[0]) // factor
+    cols = np.arange(shape[1]) // factor
+    return small[rows[:, np.newaxis], cols[np.newaxis, :]]
 
 
 def well_covered_mask(

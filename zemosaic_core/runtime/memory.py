@@ -72,6 +72,9 @@ class BudgetSplit:
         results beyond it go to memory-mapped scratch files.
     chunks : int
         Accumulators and stacks of one output chunk (sets the chunk height).
+    read : int
+        What reading one input file may take at its peak: the whole budget, but never
+        less than `MIN_READ_BUDGET` (a file announcing more is refused unread).
 
     The remaining quarter is headroom for the libraries' temporaries.
     """
@@ -79,8 +82,25 @@ class BudgetSplit:
     tiles: int
     scratch: int
     chunks: int
+    read: int
+
+
+#: Reading one file is always allowed this much (bytes), whatever the budget: a budget
+#: below one ordinary frame is a knob to force spilling (tiny machines, tests), not a
+#: reason to refuse every input. A decompression bomb announcing gigabytes is still
+#: refused under any budget below its size.
+MIN_READ_BUDGET = 64 * 1024**2
 
 
 def split_budget(total: int) -> BudgetSplit:
-    """Share ``total`` bytes out as 1/8 tiles, 3/8 scratch, 1/4 chunks, 1/4 headroom."""
-    return BudgetSplit(tiles=total // 8, scratch=3 * total // 8, chunks=total // 4)
+    """Share ``total`` bytes out as 1/8 tiles, 3/8 scratch, 1/4 chunks, 1/4 headroom.
+
+    Reading one file (``read``) may use the whole of ``total`` (at least
+    `MIN_READ_BUDGET`): it happens before the other shares fill up.
+    """
+    return BudgetSplit(
+        tiles=total // 8,
+        scratch=3 * total // 8,
+        chunks=total // 4,
+        read=max(total, MIN_READ_BUDGET),
+    )

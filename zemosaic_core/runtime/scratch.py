@@ -1,17 +1,24 @@
 """Scratch space: arrays in RAM while a budget allows, memory-mapped files beyond it.
 
 Files live in a private folder (``.zemosaic-scratch-*``) under the chosen directory
-and are removed when the space is closed — on success, error and cancel alike.
+and are removed when the space is closed — on success, error, cancel and termination
+signals alike. A build killed outright (SIGKILL, power loss) cannot clean up: its
+leftovers carry the host and process id in their names (`owned_prefix`), and the next
+build in that folder removes those whose process is gone (`remove_stale_leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import mmap
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 import threading
 import weakref
@@ -27,6 +34,101 @@ from ..errors import ZeMosaicError
 logger = logging.getLogger(__name__)
 
 SCRATCH_PREFIX = ".zemosaic-scratch-"
+#: Prefix of the temporary output files (renamed over the target when complete).
+TEMP_PREFIX = ".zemosaic-tmp-"
+
+
+def _host_tag() -> str:
+    """8 hex digits naming this machine (a folder may be shared over the network)."""
+    try:
+        name = socket.gethostname()
+    except OSError:
+        name = ""
+    return hashlib.sha1(name.encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def owned_prefix(prefix: str) -> str:
+    """``prefix`` + ``<host>-<pid>-``: the name start of this process's own leftovers."""
+    return f"{prefix}{_host_tag()}-{os.getpid()}-"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (True when it cannot be told).
+
+    Never signals the process: on Windows ``os.kill`` would terminate it, so the
+    process is opened and its exit code read instead.
+    """
+    if pid <= 0:
+        return True
+    if pid == os.getpid():
+        return True
+    if sys.platform.startswith("win"):
+        return _windows_process_alive(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or unknown: keep its files
+    return True
+
+
+def _windows_process_alive(pid: int) -> bool:  # pragma: no cover - Windows only
+    try:
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFORMATION
+        if not handle:
+            return kernel32.GetLastError() == 5  # access denied: it exists
+        try:
+            code = ctypes.c_ulong()
+            if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+                return True
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    except Exception:
+        return True
+
+
+_OWNED = re.compile(
+    "^(" + re.escape(SCRATCH_PREFIX) + "|" + re.escape(TEMP_PREFIX) + r")([0-9a-f]{8})-(\d+)-"
+)
+
+
+def remove_stale_leftovers(folder: str | Path) -> int:
+    """Remove what builds killed outright left in ``folder``; returns how many entries.
+
+    Only entries provably a ZeMosaic build's own and stale are removed: a scratch
+    folder or temporary output whose name carries this machine's tag and the id of a
+    process that no longer runs. Anything else (another machine's files, a running
+    build's, names without the tag) is left alone.
+    """
+    host = _host_tag()
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _OWNED.match(entry.name)
+        if match is None or match.group(2) != host or process_alive(int(match.group(3))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+            else:
+                continue
+        except OSError as exc:
+            logger.debug("could not remove the leftover %s: %s", entry.path, exc)
+            continue
+        removed += 1
+    if removed:
+        logger.info("Removed %d leftover file(s) of an interrupted build from %s", removed, folder)
+    return removed
 
 
 class ScratchSpace:
@@ -79,7 +181,7 @@ class ScratchSpace:
             return in_ram
         if self._folder is None:
             parent = self.directory if self.directory is not None else None
-            self._folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+            self._folder = Path(tempfile.mkdtemp(prefix=owned_prefix(SCRATCH_PREFIX), dir=parent))
             logger.info("Memory budget reached: spilling work arrays to %s", self._folder)
         self._count += 1
         path = self._folder / f"array-{self._count}.dat"
@@ -110,6 +212,9 @@ class ScratchSpace:
         self.close()
 
 
+_ZEROS = bytes(1 << 20)
+
+
 def _no_room(folder: Path, nbytes: int, reason: str) -> ZeMosaicError:
     return ZeMosaicError(
         f"scratch folder {folder.parent} has no room for {nbytes / 2**20:.0f} MB of "
@@ -119,12 +224,12 @@ def _no_room(folder: Path, nbytes: int, reason: str) -> ZeMosaicError:
 
 
 def reserve(handle: BinaryIO, nbytes: int, folder: Path) -> None:
-    """Make the open file ``handle`` ``nbytes`` long, its blocks reserved where possible.
+    """Make the empty open file ``handle`` ``nbytes`` long, on real disk blocks.
 
     POSIX ``fallocate`` (Linux and most Unixes) reserves the blocks. Where it is
-    missing (Windows, macOS) or the file system does not support it, the file is
-    extended to its size after a free-space check: on Windows that allocates the
-    blocks; elsewhere the check keeps a full disk from surfacing later as a crash.
+    missing (Windows, macOS) or the file system does not support it, the free space
+    is checked and zeros are written: a sparse file would fail only later, inside the
+    mapping (SIGBUS on POSIX), with no message and no cleanup.
 
     Raises
     ------
@@ -137,13 +242,16 @@ def reserve(handle: BinaryIO, nbytes: int, folder: Path) -> None:
             fallocate(handle.fileno(), 0, nbytes)
             return
         except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 raise _no_room(folder, nbytes, exc.strerror or str(exc)) from None
     free = shutil.disk_usage(folder).free
     if free < nbytes:
         raise _no_room(folder, nbytes, f"{free / 2**20:.0f} MB free")
     try:
-        handle.truncate(nbytes)
+        remaining = nbytes
+        while remaining > 0:
+            remaining -= handle.write(_ZEROS[: min(remaining, len(_ZEROS))])
+        handle.flush()
     except OSError as exc:
         raise _no_room(folder, nbytes, exc.strerror or str(exc)) from None
 

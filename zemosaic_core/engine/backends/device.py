@@ -34,6 +34,18 @@ SIMULATE_FAIL_ENV = "ZEMOSAIC_GPU_SIMULATE_FAIL"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
+# (variable, value) pairs already warned about: a bad value is said once per process,
+# not at every detection and every pass that reads it.
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(variable: str, value: str, message: str) -> None:
+    if (variable, value) in _WARNED:
+        logger.debug("%s", message)
+        return
+    _WARNED.add((variable, value))
+    logger.warning("%s", message)
+
 
 @dataclass(frozen=True)
 class DeviceInfo:
@@ -96,7 +108,11 @@ def simulation_enabled(environ: Mapping[str, str] | None = None) -> bool:
     if text in _TRUE:
         return True
     if text not in _FALSE:
-        logger.warning("%s=%r is not understood (use 1 or 0); ignoring it", SIMULATE_ENV, text)
+        _warn_once(
+            SIMULATE_ENV,
+            text,
+            f"{SIMULATE_ENV}={text!r} is not understood (use 1 or 0); ignoring it",
+        )
     return False
 
 
@@ -139,13 +155,14 @@ def parse_fail_spec(text: str) -> FailSpec | None:
 def simulated_failure(environ: Mapping[str, str] | None = None) -> FailSpec | None:
     """The failure the simulated device must inject, from ``ZEMOSAIC_GPU_SIMULATE_FAIL``.
 
-    An unparsable value is ignored with a WARNING (fault injection is a test aid; it
-    must not break a build by itself).
+    An unparsable value is ignored with a WARNING, once per value (fault injection is a
+    test aid; it must not break a build by itself).
     """
+    text = _environ(environ).get(SIMULATE_FAIL_ENV, "")
     try:
-        return parse_fail_spec(_environ(environ).get(SIMULATE_FAIL_ENV, ""))
+        return parse_fail_spec(text)
     except ValueError as exc:
-        logger.warning("%s; ignoring it", exc)
+        _warn_once(SIMULATE_FAIL_ENV, text, f"{exc}; ignoring it")
         return None
 
 
