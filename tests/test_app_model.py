@@ -142,6 +142,20 @@ def test_changed_fires_once_per_real_change():
         model.set_value("no_such_setting", 1)
 
 
+def test_the_limits_core_messages_name_are_app_settings(tmp_path):
+    """'Maximum canvas size' and 'Scratch folder' are named by core messages: the app
+    must offer them; an empty scratch folder means the core's default."""
+    model = SettingsModel()
+    assert model.to_config().scratch is None
+    model.set_value("scratch", str(tmp_path))
+    model.set_value("max_size", "20000")
+    config = model.to_config()
+    assert config.scratch == tmp_path and config.max_size == 20000
+    assert settings_from_config(config)["scratch"] == str(tmp_path)
+    model.set_value("scratch", "")
+    assert model.to_config().scratch is None
+
+
 def test_a_combination_the_core_refuses_is_a_value_error():
     model = SettingsModel({"gain_clip_low": 1.2})
     with pytest.raises(ValueError, match="gain clip"):

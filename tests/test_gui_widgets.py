@@ -402,7 +402,7 @@ def test_format_size():
 # ---- settings ------------------------------------------------------------------------
 
 
-def test_settings_make_a_config_and_persist(qtbot, gui_settings):
+def test_settings_make_a_config_and_persist(qtbot, gui_settings, tmp_path):
     info = SimpleNamespace(available=False, description="CuPy is not installed")
     panel = SettingsPanel(detect_gpu=lambda: info)
     qtbot.addWidget(panel)
@@ -421,12 +421,15 @@ def test_settings_make_a_config_and_persist(qtbot, gui_settings):
     panel.sigma_spin.setValue(30)
     panel.clip_low_spin.setValue(0.9)
     panel.clip_high_spin.setValue(1.1)
+    panel.max_size_spin.setValue(20000)
+    panel.scratch_edit.setText(str(tmp_path))
     config = panel.to_config()
     assert config.output is None
     assert config.backend == "cpu" and config.match == "offset" and config.batch_size == 4
     assert config.combine.method == "kappa-sigma" and config.combine.kappa == 2.5
     assert not config.two_pass.enabled
     assert config.two_pass.sigma == 30 and config.two_pass.gain_clip == (0.9, 1.1)
+    assert config.max_size == 20000 and config.scratch == tmp_path
     assert not panel.sigma_spin.isEnabled()  # follows the two-pass toggle
 
     panel.save_settings(gui_settings)

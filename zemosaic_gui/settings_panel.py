@@ -17,9 +17,11 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -204,6 +206,28 @@ class SettingsPanel(QWidget):
         self.clip_high_spin.setToolTip("Largest gain a tile may get")
         self.two_pass_check.toggled.connect(self._update_two_pass)
 
+        # Limits the core's messages point to by name (SETTING_LABELS).
+        self.max_size_spin = QSpinBox()
+        self.max_size_spin.setObjectName("maxSizeSpin")
+        self.max_size_spin.setRange(100, 1_000_000)
+        self.max_size_spin.setSingleStep(1000)
+        self.max_size_spin.setSuffix(" px")
+        self.max_size_spin.setToolTip(
+            "Largest mosaic side accepted: a larger canvas is refused (mis-solved tiles?)"
+        )
+        self.scratch_edit = QLineEdit()
+        self.scratch_edit.setObjectName("scratchEdit")
+        self.scratch_edit.setPlaceholderText("System temporary folder")
+        self.scratch_edit.setClearButtonEnabled(True)
+        self.scratch_edit.setToolTip(
+            "Where work arrays spill when the memory budget is reached (needs free space)"
+        )
+        self.scratch_button = QToolButton()
+        self.scratch_button.setObjectName("scratchBrowseButton")
+        self.scratch_button.setText("…")
+        self.scratch_button.setToolTip("Choose the scratch folder")
+        self.scratch_button.clicked.connect(self._choose_scratch)
+
         advanced_form = QFormLayout()
         advanced_form.setContentsMargins(0, 0, 0, 0)
         advanced_form.setHorizontalSpacing(12)
@@ -216,6 +240,14 @@ class SettingsPanel(QWidget):
             self._label(SETTING_LABELS["two_pass.gain_clip"]),
             self._row(self.clip_low_spin, self.clip_high_spin),
         )
+        advanced_form.addRow(self._label(SETTING_LABELS["max_size"]), self.max_size_spin)
+        scratch_row = QWidget()
+        scratch_layout = QHBoxLayout(scratch_row)
+        scratch_layout.setContentsMargins(0, 0, 0, 0)
+        scratch_layout.setSpacing(4)
+        scratch_layout.addWidget(self.scratch_edit, 1)
+        scratch_layout.addWidget(self.scratch_button)
+        advanced_form.addRow(self._label(SETTING_LABELS["scratch"]), scratch_row)
         self.advanced_box = QWidget()
         self.advanced_box.setObjectName("advancedBox")
         self.advanced_box.setLayout(advanced_form)
@@ -288,18 +320,21 @@ class SettingsPanel(QWidget):
             "two_pass_sigma": spin(self.sigma_spin),
             "gain_clip_low": spin(self.clip_low_spin),
             "gain_clip_high": spin(self.clip_high_spin),
+            "max_size": spin(self.max_size_spin),
+            "scratch": (self.scratch_edit, self.scratch_edit.text, self.scratch_edit.setText),
         }
 
     def _bind_model(self) -> None:
         self._bound = self._bindings()
         for name, (widget, read, _show) in self._bound.items():
-            signal = (
-                widget.currentIndexChanged
-                if isinstance(widget, QComboBox)
-                else widget.toggled
-                if isinstance(widget, QCheckBox)
-                else widget.valueChanged
-            )
+            if isinstance(widget, QComboBox):
+                signal = widget.currentIndexChanged
+            elif isinstance(widget, QCheckBox):
+                signal = widget.toggled
+            elif isinstance(widget, QLineEdit):
+                signal = widget.textChanged
+            else:
+                signal = widget.valueChanged
             signal.connect(lambda *_args, n=name, r=read: self._widget_edited(n, r()))
         self.model.changed.connect(self._show_setting)
         for name in self._bound:
@@ -381,10 +416,23 @@ class SettingsPanel(QWidget):
         self.device_label.style().polish(self.device_label)
         self.device_detected.emit(available, description)
 
+    @Slot()
+    def _choose_scratch(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Choose the scratch folder", self.scratch_edit.text()
+        )
+        if folder:
+            self.model.set_value("scratch", folder)
+
     def set_editable(self, editable: bool) -> None:
         """Enable or disable every setting (disabled during a build)."""
         for child in self.findChildren(QWidget):
-            if isinstance(child, (QComboBox, QSpinBox, QDoubleSpinBox, QCheckBox)):
+            if (
+                isinstance(
+                    child, (QComboBox, QSpinBox, QDoubleSpinBox, QCheckBox, QLineEdit, QToolButton)
+                )
+                and child is not self.advanced_toggle
+            ):
                 child.setEnabled(editable)
         if editable:
             self._update_two_pass()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from zemosaic_core.config import (
@@ -86,6 +87,8 @@ BUILD_SETTINGS: tuple[Setting, ...] = (
     Setting("match", str, lambda c: c.match, MATCH_MODES),
     Setting("batch_size", int, lambda c: c.batch_size),
     Setting("keep_isolated", bool, lambda c: c.keep_isolated),
+    Setting("max_size", int, lambda c: c.max_size),
+    Setting("scratch", str, lambda c: "" if c.scratch is None else str(c.scratch)),
     Setting("two_pass", bool, lambda c: c.two_pass.enabled),
     Setting("two_pass_sigma", float, lambda c: c.two_pass.sigma),
     Setting("gain_clip_low", float, lambda c: c.two_pass.gain_clip[0]),
@@ -141,6 +144,8 @@ def config_from_settings(values: Mapping[str, Any], **overrides: Any) -> BuildCo
         "match": v["match"],
         "batch_size": v["batch_size"],
         "keep_isolated": v["keep_isolated"],
+        "max_size": v["max_size"],
+        "scratch": Path(v["scratch"]) if v["scratch"] else None,  # "" = the default
         # Parameters the app does not show (tau, minimum valid pixels) keep their defaults.
         "two_pass": replace(
             defaults.two_pass,
