@@ -828,6 +828,7 @@ class MainWindow(QMainWindow):
         """Stop a running build, save the settings and detach the log handler."""
         self._closing = True
         if self.runner.is_running():
+            self.build_model.request_cancel()
             self.runner.cancel()
             if not self.runner.wait(15000):
                 log.error("The build did not stop in time; closing anyway.")
