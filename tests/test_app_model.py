@@ -314,3 +314,19 @@ def test_a_failure_keeps_the_previous_result():
     assert model.final_texts() == ("Failed", "Failed — see the log", 0)
     model.start()
     assert model.finish() == "failed"  # a thread that ended without an outcome
+
+
+def test_a_step_can_give_a_file_its_own_status(tmp_path, checked_list):
+    rgb = write_good_rgb(tmp_path)
+    checked_list.add([rgb])
+    checked_list.set_status(rgb, "pending", "solving…", "Plate solving…")
+    entry = checked_list.entry(rgb)
+    assert (entry.status_text, entry.details) == ("solving…", "Plate solving…")
+    assert checked_list.usable_paths() == [rgb]
+    checked_list.set_status(rgb, "skipped", "failed: no stars", "Plate solving failed")
+    assert checked_list.usable_paths() == [] and checked_list.counts()["skipped"] == 1
+    assert checked_list.skip_detail().endswith("skipped: failed: no stars")
+    checked_list.mark_skipped(rgb, "isolated")
+    assert checked_list.entry(rgb).status_text == "skipped: isolated"
+    with pytest.raises(ValueError):
+        checked_list.set_status(rgb, "solved")

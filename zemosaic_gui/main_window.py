@@ -478,8 +478,12 @@ class MainWindow(QMainWindow):
 
     @property
     def result(self) -> Any:
-        """The last mosaic built (what Save writes), or None."""
+        """The last mosaic built (what Save writes), or None: the build model's."""
         return self.build_model.result
+
+    @result.setter
+    def result(self, value: Any) -> None:
+        self.build_model.result = value
 
     @Slot(str)
     def set_log_level(self, level: str) -> None:

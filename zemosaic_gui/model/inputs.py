@@ -82,6 +82,9 @@ class InputEntry:
     channels: int | None = None
     shape: tuple[int, ...] | None = None
     size_bytes: int = 0
+    #: Status text and details set by `InputListModel.set_status` (override the defaults).
+    note: str = ""
+    note_details: str = ""
 
     @property
     def key(self) -> str:
@@ -90,7 +93,9 @@ class InputEntry:
 
     @property
     def status_text(self) -> str:
-        """``"checking…"``, ``"ok"`` or ``"skipped: <reason>"``."""
+        """``"checking…"``, ``"ok"`` or ``"skipped: <reason>"`` (or the note set)."""
+        if self.note:
+            return self.note
         if self.status == SKIPPED:
             return f"skipped: {self.reason}"
         return "ok" if self.status == OK else "checking…"
@@ -98,6 +103,8 @@ class InputEntry:
     @property
     def details(self) -> str:
         """The longer status (a tooltip): ``"ok — RGB 640 × 480 px"``, ``"Skipped: ..."``."""
+        if self.note:
+            return self.note_details or self.note
         if self.status == SKIPPED:
             return f"Skipped: {self.reason}"
         if self.status == PENDING:
@@ -211,6 +218,7 @@ class InputListModel:
         entry = self._entries.get(path_key(path))
         if entry is None:
             return
+        entry.note = entry.note_details = ""
         if isinstance(outcome, BaseException):
             entry.status = SKIPPED
             entry.reason = (
@@ -233,6 +241,31 @@ class InputListModel:
         if entry is None:
             return
         entry.status, entry.reason = SKIPPED, reason
+        entry.note = entry.note_details = ""
+        self.updated.emit(entry)
+
+    def set_status(
+        self, path: str | os.PathLike[str], status: str, text: str = "", details: str = ""
+    ) -> None:
+        """Give a file a status and, optionally, its own words (a step such as plate
+        solving reporting on it).
+
+        Parameters
+        ----------
+        path : path-like
+        status : {"pending", "ok", "skipped"}
+            Decides whether the file is built (`usable_paths`) and how it is counted.
+        text, details : str, optional
+            Status text and tooltip ("" = the status's own).
+        """
+        if status not in (PENDING, OK, SKIPPED):
+            raise ValueError(f"unknown input status {status!r}")
+        entry = self._entries.get(path_key(path))
+        if entry is None:
+            return
+        entry.status = status
+        entry.reason = text if status == SKIPPED else ""
+        entry.note, entry.note_details = text, details
         self.updated.emit(entry)
 
     def remove(self, paths: Iterable[str | os.PathLike[str]]) -> None:
