@@ -64,10 +64,10 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _label(key: str, text: str, *, default: bool = True) -> str:
+def _label(key: str, text: str = "") -> str:
     """Help text that names the setting as the GUI and the core's messages do."""
-    shown = " (default: %(default)s)" if default else ""
-    return f"{text}{shown} [setting '{SETTING_LABELS[key]}']"
+    label = SETTING_LABELS[key]
+    return f"{label} setting: {text}" if text else f"{label} setting"
 
 
 def _add_build_options(build: argparse.ArgumentParser) -> None:
@@ -76,16 +76,10 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
     combine, two_pass = config.combine, config.two_pass
     build.add_argument("-o", "--output", required=True, type=Path, help="output FITS")
     build.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default=config.backend,
-        help=_label("backend", "where the coadd runs"),
+        "--backend", choices=BACKENDS, default=config.backend, help=_label("backend")
     )
     build.add_argument(
-        "--combine",
-        choices=COMBINES,
-        default=combine.method,
-        help=_label("combine", "how overlapping tiles are combined"),
+        "--combine", choices=COMBINES, default=combine.method, help=_label("combine")
     )
     build.add_argument(
         "--kappa",
@@ -105,26 +99,21 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
         type=float,
         default=combine.limits,
         metavar=("LO", "HI"),
-        help=_label("combine.limits", "fractions clipped by winsorized"),
+        help=_label("combine.limits"),
     )
-    build.add_argument(
-        "--match",
-        choices=MATCH_MODES,
-        default=config.match,
-        help=_label("match", "photometric matching of the tiles"),
-    )
+    build.add_argument("--match", choices=MATCH_MODES, default=config.match, help=_label("match"))
     build.add_argument(
         "--two-pass",
         action=argparse.BooleanOptionalAction,
         default=two_pass.enabled,
-        help=_label("two_pass", "two-pass coverage renormalization"),
+        help=_label("two_pass"),
     )
     build.add_argument(
         "--two-pass-sigma",
         type=_positive_float,
         default=two_pass.sigma,
         metavar="PX",
-        help=_label("two_pass.sigma", "coverage blur sigma"),
+        help=_label("two_pass.sigma"),
     )
     build.add_argument(
         "--two-pass-gain-clip",
@@ -132,50 +121,48 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
         type=float,
         default=two_pass.gain_clip,
         metavar=("LO", "HI"),
-        help=_label("two_pass.gain_clip", "smallest and largest tile gain"),
+        help=_label("two_pass.gain_clip"),
     )
     build.add_argument(
         "--batch-size",
         type=int,
         default=config.batch_size,
         metavar="N",
-        help=_label("batch_size", "tiles held in memory at once, 0 = automatic"),
+        help=_label("batch_size", "0 = automatic"),
     )
     build.add_argument(
         "--max-memory",
         type=_size,
         default=config.max_memory,
         metavar="SIZE",
-        help=_label("max_memory", "memory budget (default: half of the RAM)", default=False),
+        help=_label("max_memory", "default half of the RAM"),
     )
     build.add_argument(
         "--scratch",
         type=Path,
         default=config.scratch,
         metavar="DIR",
-        help=_label(
-            "scratch", "folder for scratch files (default: beside the output)", default=False
-        ),
+        help=_label("scratch", "default beside the output"),
     )
     build.add_argument(
         "--max-size",
         type=int,
         default=config.max_size,
         metavar="PX",
-        help=_label("max_size", "largest canvas side accepted"),
+        help=_label("max_size", "largest canvas side"),
     )
     build.add_argument(
         "--keep-isolated",
         action="store_true",
         default=config.keep_isolated,
-        help=_label("keep_isolated", "keep tiles that overlap nothing", default=False),
+        help=_label("keep_isolated"),
     )
     build.add_argument(
         "--no-crop",
         dest="crop",
         action="store_false",
         default=config.crop,
-        help=_label("crop", "keep the full planned canvas", default=False),
+        help=_label("crop", "off: keep the full planned canvas"),
     )
     build.add_argument("--preview", type=Path, default=config.preview, metavar="OUT.png")
     build.add_argument("--tiff", type=Path, default=config.tiff, metavar="OUT.tif")
@@ -217,9 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     run_demo.add_argument("--demo-dir", type=Path, default=DEFAULT_DEMO_DIR)
     run_demo.add_argument("--output-dir", type=Path, default=DEFAULT_DEMO_OUTPUT_DIR)
     run_demo.add_argument("--headless", action="store_true", help="build without a window")
-    run_demo.add_argument(
-        "--backend", choices=BACKENDS, default=None, help=_label("backend", "where the coadd runs")
-    )
+    run_demo.add_argument("--backend", choices=BACKENDS, default=None, help=_label("backend"))
     _add_run_options(run_demo)
     return parser
 
