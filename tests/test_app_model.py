@@ -20,7 +20,7 @@ from zemosaic_gui.model import (
     config_from_settings,
     settings_from_config,
 )
-from zemosaic_gui.model.settings import CHOICE_LABELS
+from zemosaic_gui.model.settings import BUILD_SETTINGS, CHOICE_LABELS, NOT_IN_APP
 
 # ---- no Qt --------------------------------------------------------------------------
 
@@ -64,6 +64,17 @@ def test_the_model_imports_and_runs_with_qt_unavailable(tmp_path):
 
 
 # ---- settings <-> config --------------------------------------------------------------
+
+
+def test_every_config_field_is_an_app_setting_or_left_out_on_purpose():
+    """A field added to BuildConfig must be added to the app's settings or to NOT_IN_APP:
+    otherwise the app would silently build with its default."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(BuildConfig)}
+    shown = {s.field for s in BUILD_SETTINGS}
+    assert shown | set(NOT_IN_APP) == fields
+    assert not shown & set(NOT_IN_APP)
 
 
 def test_default_settings_are_the_core_defaults():

@@ -418,6 +418,8 @@ def test_settings_widgets_follow_the_model(qtbot):
     panel = SettingsPanel(detect_gpu=lambda: SimpleNamespace(available=False, description=""))
     qtbot.addWidget(panel)
     panel.show()
+    # Every setting of the model has its widget (a setting added to the model shows).
+    assert sorted(panel._bound) == sorted(panel.model.names())
     panel.model.set_value("combine", "kappa-sigma")
     panel.model.set_value("kappa", 2.5)
     panel.model.set_value("two_pass", False)
@@ -459,6 +461,7 @@ def test_settings_make_a_config_and_persist(qtbot, gui_settings, tmp_path):
     panel.sigma_spin.setValue(30)
     panel.clip_low_spin.setValue(0.9)
     panel.clip_high_spin.setValue(1.1)
+    panel.keep_isolated_check.setChecked(True)
     panel.max_size_spin.setValue(20000)
     panel.scratch_edit.setText(str(tmp_path))
     config = panel.to_config()
@@ -467,7 +470,7 @@ def test_settings_make_a_config_and_persist(qtbot, gui_settings, tmp_path):
     assert config.combine.method == "kappa-sigma" and config.combine.kappa == 2.5
     assert not config.two_pass.enabled
     assert config.two_pass.sigma == 30 and config.two_pass.gain_clip == (0.9, 1.1)
-    assert config.max_size == 20000 and config.scratch == tmp_path
+    assert config.max_size == 20000 and config.scratch == tmp_path and config.keep_isolated
     assert not panel.sigma_spin.isEnabled()  # follows the two-pass toggle
 
     panel.save_settings(gui_settings)

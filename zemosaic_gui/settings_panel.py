@@ -205,6 +205,13 @@ class SettingsPanel(QWidget):
         self.clip_high_spin.setSingleStep(0.01)
         self.clip_high_spin.setToolTip("Largest gain a tile may get")
         self.two_pass_check.toggled.connect(self._update_two_pass)
+        self.keep_isolated_check = QCheckBox(SETTING_LABELS["keep_isolated"])
+        self.keep_isolated_check.setObjectName("keepIsolatedCheck")
+        self.keep_isolated_check.setToolTip(
+            "Off: a tile or a group of tiles that overlaps none of the main group and\n"
+            "would more than double the canvas (a mis-solved frame, another field) is\n"
+            "left out, named in the log. On: keep them all."
+        )
 
         # Limits the core's messages point to by name (SETTING_LABELS).
         self.max_size_spin = QSpinBox()
@@ -240,6 +247,7 @@ class SettingsPanel(QWidget):
             self._label(SETTING_LABELS["two_pass.gain_clip"]),
             self._row(self.clip_low_spin, self.clip_high_spin),
         )
+        advanced_form.addRow(self.keep_isolated_check)
         advanced_form.addRow(self._label(SETTING_LABELS["max_size"]), self.max_size_spin)
         scratch_row = QWidget()
         scratch_layout = QHBoxLayout(scratch_row)
@@ -320,6 +328,11 @@ class SettingsPanel(QWidget):
             "two_pass_sigma": spin(self.sigma_spin),
             "gain_clip_low": spin(self.clip_low_spin),
             "gain_clip_high": spin(self.clip_high_spin),
+            "keep_isolated": (
+                self.keep_isolated_check,
+                self.keep_isolated_check.isChecked,
+                self.keep_isolated_check.setChecked,
+            ),
             "max_size": spin(self.max_size_spin),
             "scratch": (self.scratch_edit, self.scratch_edit.text, self.scratch_edit.setText),
         }

@@ -27,6 +27,7 @@ from .events import Event
 __all__ = [
     "BUILD_SETTINGS",
     "CHOICE_LABELS",
+    "NOT_IN_APP",
     "SETTINGS_GROUP",
     "MemoryStore",
     "Setting",
@@ -64,6 +65,8 @@ class Setting:
         Its name, also its key in the ``build/`` settings group.
     kind : type
         ``bool``, ``int``, ``float`` or ``str``.
+    field : str
+        The `BuildConfig` field it is part of.
     read : callable
         Its value in a `BuildConfig`.
     choices : tuple of str, optional
@@ -72,28 +75,41 @@ class Setting:
 
     name: str
     kind: type
+    field: str
     read: Callable[[BuildConfig], Any]
     choices: tuple[str, ...] | None = None
 
 
 #: Every setting the app edits, in the order of the panel.
 BUILD_SETTINGS: tuple[Setting, ...] = (
-    Setting("backend", str, lambda c: c.backend, BACKENDS),
-    Setting("combine", str, lambda c: c.combine.method, COMBINES),
-    Setting("kappa", float, lambda c: c.combine.kappa),
-    Setting("iterations", int, lambda c: c.combine.iterations),
-    Setting("winsor_low", float, lambda c: c.combine.limits[0]),
-    Setting("winsor_high", float, lambda c: c.combine.limits[1]),
-    Setting("match", str, lambda c: c.match, MATCH_MODES),
-    Setting("batch_size", int, lambda c: c.batch_size),
-    Setting("keep_isolated", bool, lambda c: c.keep_isolated),
-    Setting("max_size", int, lambda c: c.max_size),
-    Setting("scratch", str, lambda c: "" if c.scratch is None else str(c.scratch)),
-    Setting("two_pass", bool, lambda c: c.two_pass.enabled),
-    Setting("two_pass_sigma", float, lambda c: c.two_pass.sigma),
-    Setting("gain_clip_low", float, lambda c: c.two_pass.gain_clip[0]),
-    Setting("gain_clip_high", float, lambda c: c.two_pass.gain_clip[1]),
+    Setting("backend", str, "backend", lambda c: c.backend, BACKENDS),
+    Setting("combine", str, "combine", lambda c: c.combine.method, COMBINES),
+    Setting("kappa", float, "combine", lambda c: c.combine.kappa),
+    Setting("iterations", int, "combine", lambda c: c.combine.iterations),
+    Setting("winsor_low", float, "combine", lambda c: c.combine.limits[0]),
+    Setting("winsor_high", float, "combine", lambda c: c.combine.limits[1]),
+    Setting("match", str, "match", lambda c: c.match, MATCH_MODES),
+    Setting("batch_size", int, "batch_size", lambda c: c.batch_size),
+    Setting("keep_isolated", bool, "keep_isolated", lambda c: c.keep_isolated),
+    Setting("max_size", int, "max_size", lambda c: c.max_size),
+    Setting("scratch", str, "scratch", lambda c: "" if c.scratch is None else str(c.scratch)),
+    Setting("two_pass", bool, "two_pass", lambda c: c.two_pass.enabled),
+    Setting("two_pass_sigma", float, "two_pass", lambda c: c.two_pass.sigma),
+    Setting("gain_clip_low", float, "two_pass", lambda c: c.two_pass.gain_clip[0]),
+    Setting("gain_clip_high", float, "two_pass", lambda c: c.two_pass.gain_clip[1]),
 )
+
+#: `BuildConfig` fields the app does not edit, and why. A new field goes into
+#: `BUILD_SETTINGS` or here (``tests/test_app_model.py`` checks), so that a setting added
+#: to the core is never silently dropped by the app.
+NOT_IN_APP: dict[str, str] = {
+    "output": "the app builds in memory and writes on Save as",
+    "preview": "the app builds in memory and writes on Save as",
+    "tiff": "the app builds in memory and writes on Save as",
+    "max_memory": "the app uses the core's default budget",
+    "crop": "the app always crops to the covered pixels",
+}
+
 _BY_NAME: dict[str, Setting] = {s.name: s for s in BUILD_SETTINGS}
 
 
