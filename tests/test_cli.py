@@ -188,13 +188,12 @@ def test_zemosaic_gui_is_found_through_the_installed_entry_point():
 
 
 @pytest.fixture
-def demo_dir(tmp_path, gui_demo_tiles):
-    import shutil
-
+def demo_dir(tmp_path):
+    """A "demo" folder already filled (with two small tiles: run-demo only lists it)."""
     folder = tmp_path / "demo_tiles"
     folder.mkdir()
-    for tile in gui_demo_tiles:
-        shutil.copy(tile, folder)
+    for tile in grid_tiles(2, 1, size=60):
+        write_tile(folder / tile.path.name, tile)
     return folder
 
 

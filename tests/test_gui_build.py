@@ -357,10 +357,13 @@ def test_closing_during_a_build_cancels_and_waits(gui_window, qtbot, gui_demo_ti
     window.start_build()
     assert gate.reached.wait(20)
     threading.Timer(0.3, gate.release.set).start()
+    outcomes = []
+    window.build_finished.connect(outcomes.append)
     started = time.monotonic()
     window.close()
     assert time.monotonic() - started < 5.0
     assert not window.is_building()
+    assert outcomes == ["cancelled"]  # stopped by the close, not a failure
     assert gate.finished_at is not None
     # The handler is detached: later records do not reach the closed window.
     import logging

@@ -393,6 +393,46 @@ def test_input_list_accepts_dropped_files(qtbot, gui_demo_tiles):
     assert panel.paths() == []
 
 
+def test_input_rows_follow_the_model(qtbot, gui_demo_tiles):
+    """The panel is a view: changes made on the model show in the rows and summary."""
+    panel = InputPanel()
+    qtbot.addWidget(panel)
+    panel.add_inputs(gui_demo_tiles[:2])
+    qtbot.waitUntil(lambda: not panel.is_checking(), timeout=5000)
+    first, second = gui_demo_tiles[:2]
+    panel.model.set_status(first, "pending", "solving…", "Plate solving…")
+    tree = panel.findChild(object, "inputList")
+    row = tree.topLevelItem(0)
+    assert row.text(1) == "solving…" and row.toolTip(1) == "Plate solving…"
+    panel.model.mark_skipped(second, "isolated: overlaps no other tile")
+    assert tree.topLevelItem(1).text(1) == "skipped: isolated: overlaps no other tile"
+    assert "1 skipped" in panel.summary_label.text()
+    assert panel.detail_label.text().endswith("isolated: overlaps no other tile")
+    panel.model.remove([first])
+    assert tree.topLevelItemCount() == 1 and panel.paths() == [second]
+    panel.clear()
+    assert tree.topLevelItemCount() == 0 and panel.summary_label.text() == "No input yet"
+
+
+def test_settings_widgets_follow_the_model(qtbot):
+    panel = SettingsPanel(detect_gpu=lambda: SimpleNamespace(available=False, description=""))
+    qtbot.addWidget(panel)
+    panel.show()
+    # Every setting of the model has its widget (a setting added to the model shows).
+    assert sorted(panel._bound) == sorted(panel.model.names())
+    panel.model.set_value("combine", "kappa-sigma")
+    panel.model.set_value("kappa", 2.5)
+    panel.model.set_value("two_pass", False)
+    assert panel.combine_combo.currentData() == "kappa-sigma"
+    assert panel.kappa_spin.value() == 2.5 and panel.kappa_row.isVisibleTo(panel)
+    assert not panel.two_pass_check.isChecked() and not panel.sigma_spin.isEnabled()
+    panel.model.reset()
+    assert panel.combine_combo.currentData() == "mean" and not panel.kappa_row.isVisibleTo(panel)
+    # A value the widget cannot show exactly: the model takes what the widget shows.
+    panel.model.set_value("gain_clip_low", 0.8549)
+    assert panel.model.value("gain_clip_low") == panel.clip_low_spin.value() == 0.85
+
+
 def test_format_size():
     assert format_size(512) == "512 B"
     assert format_size(2048) == "2.0 KB"
@@ -402,7 +442,7 @@ def test_format_size():
 # ---- settings ------------------------------------------------------------------------
 
 
-def test_settings_make_a_config_and_persist(qtbot, gui_settings):
+def test_settings_make_a_config_and_persist(qtbot, gui_settings, tmp_path):
     info = SimpleNamespace(available=False, description="CuPy is not installed")
     panel = SettingsPanel(detect_gpu=lambda: info)
     qtbot.addWidget(panel)
@@ -421,12 +461,16 @@ def test_settings_make_a_config_and_persist(qtbot, gui_settings):
     panel.sigma_spin.setValue(30)
     panel.clip_low_spin.setValue(0.9)
     panel.clip_high_spin.setValue(1.1)
+    panel.keep_isolated_check.setChecked(True)
+    panel.max_size_spin.setValue(20000)
+    panel.scratch_edit.setText(str(tmp_path))
     config = panel.to_config()
     assert config.output is None
     assert config.backend == "cpu" and config.match == "offset" and config.batch_size == 4
     assert config.combine.method == "kappa-sigma" and config.combine.kappa == 2.5
     assert not config.two_pass.enabled
     assert config.two_pass.sigma == 30 and config.two_pass.gain_clip == (0.9, 1.1)
+    assert config.max_size == 20000 and config.scratch == tmp_path and config.keep_isolated
     assert not panel.sigma_spin.isEnabled()  # follows the two-pass toggle
 
     panel.save_settings(gui_settings)

@@ -1,9 +1,10 @@
 """The input list: files and folders to build from, each with its status.
 
-Folders are expanded at once (``zemosaic_core.io.loading.discover_inputs``); each file's
-header is then checked in a worker thread (``probe_input``) so a folder of hundreds of
-frames never freezes the window. Every row says ``ok`` (with channels and shape) or
-``skipped`` and why; a summary counts them and adds up their size.
+A view of `zemosaic_gui.model.InputListModel`, which expands folders and keeps each
+file's status. The panel runs the header checks the model asks for (``probe_input``) in
+a pool thread so a folder of hundreds of frames never freezes the window, and shows
+every row as ``ok`` (with channels and shape) or ``skipped`` and why, with a summary
+that counts them and adds up their size.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from .core_access import CORE_LOCK
+from .model.inputs import OK, PENDING, SKIPPED, InputEntry, InputListModel, format_size
 from .tasks import Task, start_task
 from .theme import COLORS
 
@@ -43,36 +45,7 @@ STATUS_ROLE = Qt.ItemDataRole.UserRole + 1
 
 COL_FILE, COL_STATUS, COL_CHANNELS, COL_SIZE = range(4)
 
-#: Row states.
-PENDING, OK, SKIPPED = "pending", "ok", "skipped"
-
 FITS_FILTER = "FITS images (*.fit *.fits *.fts *.fit.fz *.fits.fz *.fit.gz *.fits.gz *.fz *.gz);;All files (*)"
-
-
-def format_size(size: float) -> str:
-    """Human-readable size with binary prefixes (``"12.3 MB"``).
-
-    Parameters
-    ----------
-    size : float
-        Bytes.
-
-    Returns
-    -------
-    str
-    """
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"  # pragma: no cover - unreachable
-
-
-def _default_discover(paths: Sequence[Path]) -> list[Path]:
-    from zemosaic_core.io.loading import discover_inputs
-
-    return list(discover_inputs(paths))
 
 
 def _default_probe(path: Path) -> Any:
@@ -203,6 +176,8 @@ class InputPanel(QWidget):
     probe : callable, optional
         ``path -> InputProbe`` (default ``zemosaic_core.io.loading.probe_input``).
     parent : QWidget, optional
+    model : InputListModel, optional
+        The list shown (default: a new one using ``discover``).
 
     Signals
     -------
@@ -220,16 +195,20 @@ class InputPanel(QWidget):
         discover: Callable[[Sequence[Path]], list[Path]] | None = None,
         probe: Callable[[Path], Any] | None = None,
         parent: QWidget | None = None,
+        *,
+        model: InputListModel | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("inputPanel")
-        self._discover = discover or _default_discover
+        self.model = model if model is not None else InputListModel(discover)
         self._probe = probe or _default_probe
-        self._generation = 0
-        self._pending = 0
         self._items: dict[str, QTreeWidgetItem] = {}
         self._jobs: list[Task] = []
-        self.last_folder = ""
+        self.model.added.connect(self._on_added)
+        self.model.updated.connect(self._on_updated)
+        self.model.removed.connect(self._on_removed)
+        self.model.probe_requested.connect(self._start_probe)
+        self.model.folder_added.connect(self.folder_chosen.emit)
 
         title = QLabel("INPUTS")
         title.setObjectName("sectionTitle")
@@ -299,6 +278,76 @@ class InputPanel(QWidget):
         button.setAutoRaise(True)
         return button
 
+    # ---- the model -> the rows ----------------------------------------------------
+
+    @property
+    def last_folder(self) -> str:
+        """Where the file dialogs start: the folder of the last input added."""
+        return self.model.last_folder
+
+    @last_folder.setter
+    def last_folder(self, folder: str) -> None:
+        self.model.last_folder = folder
+
+    def _on_added(self, entries: list[InputEntry]) -> None:
+        for entry in entries:
+            item = QTreeWidgetItem(self.list)
+            item.setText(COL_FILE, entry.path.name)
+            item.setToolTip(COL_FILE, str(entry.path))
+            item.setData(COL_FILE, PATH_ROLE, str(entry.path))
+            item.setTextAlignment(
+                COL_SIZE, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+            )
+            item.setTextAlignment(COL_CHANNELS, Qt.AlignmentFlag.AlignCenter)
+            self._items[entry.key] = item
+            self._show_entry(item, entry)
+        self._changed()
+
+    def _on_updated(self, entry: InputEntry) -> None:
+        item = self._items.get(entry.key)
+        if item is not None:
+            self._show_entry(item, entry)
+        self._changed()
+
+    def _on_removed(self, keys: list[str]) -> None:
+        for key in keys:
+            item = self._items.pop(key, None)
+            if item is not None:
+                self.list.takeTopLevelItem(self.list.indexOfTopLevelItem(item))
+        self._changed()
+
+    def _show_entry(self, item: QTreeWidgetItem, entry: InputEntry) -> None:
+        status = entry.status
+        item.setData(COL_FILE, STATUS_ROLE, status)
+        item.setIcon(COL_STATUS, self._icons[status])
+        item.setText(COL_STATUS, entry.status_text)
+        item.setToolTip(COL_STATUS, entry.details)
+        colour = {OK: COLORS["text"], SKIPPED: COLORS["warning"], PENDING: COLORS["text_muted"]}
+        item.setForeground(COL_STATUS, QColor(colour[status]))
+        if status == SKIPPED:
+            item.setForeground(COL_FILE, QColor(COLORS["text_muted"]))
+        item.setText(COL_CHANNELS, str(entry.channels) if entry.channels else "")
+        item.setData(COL_SIZE, PATH_ROLE, entry.size_bytes)
+        item.setText(COL_SIZE, format_size(entry.size_bytes))
+
+    def _changed(self) -> None:
+        self._update_summary()
+        self._update_buttons()
+        self.inputs_changed.emit()
+
+    # ---- header checks ---------------------------------------------------------------
+
+    def _start_probe(self, generation: int, paths: list[Path]) -> None:
+        self._jobs = [task for task in self._jobs if not task.is_finished()]
+        task = start_task(
+            _probe_each,
+            paths,
+            self._probe,
+            owner=self,
+            on_yield=lambda item: self.model.apply_probe(generation, *item),
+        )
+        self._jobs.append(task)
+
     # ---- adding and removing ------------------------------------------------------
 
     def add_inputs(self, paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -313,112 +362,10 @@ class InputPanel(QWidget):
         list of Path
             The files newly added (already listed files are not added twice).
         """
-        added: list[Path] = []
-        for raw in paths:
-            path = Path(raw).expanduser()
-            if path.is_dir():
-                self.last_folder = str(path)
-                self.folder_chosen.emit(str(path))
-            elif path.parent.is_dir():
-                self.last_folder = str(path.parent)
-            try:
-                files = self._discover([path])
-            except Exception as exc:
-                log.warning("Cannot add %s: %s", path, exc)
-                if not path.is_dir():
-                    files = [path]
-                else:
-                    continue
-            if path.is_dir() and not files:
-                log.warning("No FITS files (*.fit, *.fits, *.fts, .fz, .gz) found in %s", path)
-            for file in files:
-                key = self._key(file)
-                if key in self._items:
-                    continue
-                self._items[key] = self._new_item(Path(file))
-                added.append(Path(file))
-        if added:
-            log.info("Added %d file(s); checking their headers", len(added))
-            self._start_probe(added)
-        self._update_summary()
-        self._update_buttons()
-        self.inputs_changed.emit()
+        added = self.model.add(paths)
+        if not added:
+            self._changed()
         return added
-
-    @staticmethod
-    def _key(path: str | os.PathLike[str]) -> str:
-        return os.path.normcase(os.path.abspath(os.fspath(path)))
-
-    def _new_item(self, path: Path) -> QTreeWidgetItem:
-        item = QTreeWidgetItem(self.list)
-        item.setText(COL_FILE, path.name)
-        item.setToolTip(COL_FILE, str(path))
-        item.setData(COL_FILE, PATH_ROLE, str(path))
-        try:
-            size = path.stat().st_size
-        except OSError:
-            size = 0
-        item.setData(COL_SIZE, PATH_ROLE, size)
-        item.setText(COL_SIZE, format_size(size))
-        item.setTextAlignment(COL_SIZE, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        item.setTextAlignment(COL_CHANNELS, Qt.AlignmentFlag.AlignCenter)
-        self._set_status(item, PENDING, "checking…")
-        return item
-
-    def _set_status(self, item: QTreeWidgetItem, status: str, text: str, tip: str = "") -> None:
-        item.setData(COL_FILE, STATUS_ROLE, status)
-        item.setIcon(COL_STATUS, self._icons[status])
-        item.setText(COL_STATUS, text)
-        item.setToolTip(COL_STATUS, tip or text)
-        color = {OK: COLORS["text"], SKIPPED: COLORS["warning"], PENDING: COLORS["text_muted"]}[
-            status
-        ]
-        item.setForeground(COL_STATUS, QColor(color))
-        if status == SKIPPED:
-            item.setForeground(COL_FILE, QColor(COLORS["text_muted"]))
-
-    def _start_probe(self, paths: list[Path]) -> None:
-        self._pending += len(paths)
-        generation = self._generation
-        task = start_task(
-            _probe_each,
-            paths,
-            self._probe,
-            owner=self,
-            on_yield=lambda item: self._on_probed(generation, *item),
-        )
-        self._jobs.append(task)
-
-    def _on_probed(self, generation: int, path: str, outcome: Any) -> None:
-        if generation != self._generation:
-            return
-        self._pending = max(0, self._pending - 1)
-        if self._pending == 0:
-            self._jobs.clear()
-        item = self._items.get(self._key(path))
-        if item is None:
-            return
-        if isinstance(outcome, BaseException):
-            reason = getattr(outcome, "reason", None) or str(outcome) or type(outcome).__name__
-            self._set_status(item, SKIPPED, f"skipped: {reason}", f"Skipped: {reason}")
-        elif getattr(outcome, "ok", False):
-            channels = getattr(outcome, "n_channels", None)
-            shape = getattr(outcome, "shape", None)
-            size = getattr(outcome, "size_bytes", None)
-            kind = {1: "mono", 3: "RGB"}.get(channels or 0, "")
-            shape_text = " × ".join(str(s) for s in shape[-2:][::-1]) if shape else ""
-            item.setText(COL_CHANNELS, str(channels) if channels else "")
-            self._set_status(
-                item, OK, "ok", f"ok — {kind} {shape_text} px".replace("  ", " ").strip()
-            )
-            if size:
-                item.setData(COL_SIZE, PATH_ROLE, int(size))
-                item.setText(COL_SIZE, format_size(size))
-        else:
-            reason = getattr(outcome, "reason", "") or "unusable"
-            self._set_status(item, SKIPPED, f"skipped: {reason}", f"Skipped: {reason}")
-        self._update_summary()
-        self.inputs_changed.emit()
 
     def mark_skipped(self, path: str | os.PathLike[str], reason: str) -> None:
         """Show a file as skipped with ``reason`` (the core left it out of a build).
@@ -428,36 +375,20 @@ class InputPanel(QWidget):
         path : path-like
         reason : str
         """
-        item = self._items.get(self._key(path))
-        if item is None:
-            return
-        self._set_status(item, SKIPPED, f"skipped: {reason}", f"Skipped: {reason}")
-        self._update_summary()
-        self.inputs_changed.emit()
+        self.model.mark_skipped(path, reason)
 
     @Slot()
     def remove_selected(self) -> None:
         """Remove the selected rows."""
-        for item in self.list.selectedItems():
-            self._items.pop(self._key(item.data(COL_FILE, PATH_ROLE)), None)
-            self.list.takeTopLevelItem(self.list.indexOfTopLevelItem(item))
-        self._update_summary()
-        self._update_buttons()
-        self.inputs_changed.emit()
+        self.model.remove(item.data(COL_FILE, PATH_ROLE) for item in self.list.selectedItems())
 
     @Slot()
     def clear(self) -> None:
         """Remove every row (pending header checks are ignored)."""
-        self._generation += 1
-        self._pending = 0
         for task in self._jobs:
             task.abort()
         self._jobs.clear()
-        self._items.clear()
-        self.list.clear()
-        self._update_summary()
-        self._update_buttons()
-        self.inputs_changed.emit()
+        self.model.clear()
 
     @Slot(list)
     def _on_dropped(self, paths: list[str]) -> None:
@@ -484,13 +415,9 @@ class InputPanel(QWidget):
 
     # ---- queries --------------------------------------------------------------------
 
-    def _rows(self) -> list[QTreeWidgetItem]:
-        items = (self.list.topLevelItem(i) for i in range(self.list.topLevelItemCount()))
-        return [item for item in items if item is not None]
-
     def paths(self) -> list[Path]:
         """Every listed file, in list order."""
-        return [Path(item.data(COL_FILE, PATH_ROLE)) for item in self._rows()]
+        return self.model.paths()
 
     def status(self, path: str | os.PathLike[str]) -> tuple[str, str]:
         """Status (``"ok"``, ``"skipped"`` or ``"pending"``) and status text of a file.
@@ -500,62 +427,33 @@ class InputPanel(QWidget):
         KeyError
             When the file is not listed.
         """
-        item = self._items[self._key(path)]
-        return str(item.data(COL_FILE, STATUS_ROLE)), item.text(COL_STATUS)
+        entry = self.model.entry(path)
+        return entry.status, entry.status_text
 
     def usable_paths(self) -> list[Path]:
         """Files not skipped (ok, or still being checked: the core checks them again)."""
-        return [
-            Path(item.data(COL_FILE, PATH_ROLE))
-            for item in self._rows()
-            if item.data(COL_FILE, STATUS_ROLE) != SKIPPED
-        ]
+        return self.model.usable_paths()
 
     def is_checking(self) -> bool:
         """Whether header checks are still running."""
-        return self._pending > 0
+        return self.model.is_checking()
 
     def counts(self) -> dict[str, int]:
         """Number of rows per status, and their total size in bytes (``"bytes"``)."""
-        counts = {OK: 0, SKIPPED: 0, PENDING: 0, "bytes": 0}
-        for item in self._rows():
-            counts[str(item.data(COL_FILE, STATUS_ROLE))] += 1
-            counts["bytes"] += int(item.data(COL_SIZE, PATH_ROLE) or 0)
-        return counts
+        return self.model.counts()
 
     @Slot()
     def _update_detail(self) -> None:
         """Show why the selected file (or the first skipped one) is skipped."""
-        rows = self._rows()
-        skipped = [item for item in rows if item.data(COL_FILE, STATUS_ROLE) == SKIPPED]
         current = self.list.currentItem()
-        item = current if current in skipped else (skipped[0] if skipped else None)
-        if item is None:
-            self.detail_label.setVisible(False)
-            self.detail_label.clear()
-            return
-        reason = item.toolTip(COL_STATUS).removeprefix("Skipped: ")
-        text = f"⚠ {item.text(COL_FILE)} skipped: {reason}"
-        if len(skipped) > 1:
-            text += f"  (+{len(skipped) - 1} more skipped: select a row to see why)"
+        text = self.model.skip_detail(current.data(COL_FILE, PATH_ROLE) if current else None)
         self.detail_label.setText(text)
         self.detail_label.setToolTip(text)
-        self.detail_label.setVisible(True)
+        self.detail_label.setVisible(bool(text))
 
     def _update_summary(self) -> None:
         self._update_detail()
-        counts = self.counts()
-        total = counts[OK] + counts[SKIPPED] + counts[PENDING]
-        if not total:
-            self.summary_label.setText("No input yet")
-            return
-        parts = [f"{total} file{'s' if total != 1 else ''}", f"{counts[OK]} ok"]
-        if counts[SKIPPED]:
-            parts.append(f"{counts[SKIPPED]} skipped")
-        if counts[PENDING]:
-            parts.append(f"{counts[PENDING]} checking")
-        parts.append(format_size(counts["bytes"]))
-        self.summary_label.setText(" · ".join(parts))
+        self.summary_label.setText(self.model.summary())
 
     def _update_buttons(self) -> None:
         has_rows = self.list.topLevelItemCount() > 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -42,8 +41,9 @@ from .core_access import CORE_LOCK
 from .input_panel import InputPanel
 from .log_handler import QtLogHandler, apply_log_level, attach_handler, detach_handler
 from .log_panel import LogPanel
+from .model import BuildModel, InputListModel, SettingsModel
 from .preview import PreviewPanel
-from .progress import ProgressState, ProgressTracker, format_duration
+from .progress import ProgressState, format_duration
 from .settings_panel import SettingsPanel
 from .tasks import Task, start_task, wait_for_tasks
 from .theme import COLORS, app_icon
@@ -167,17 +167,14 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("ZeMosaic")
         self.setWindowIcon(app_icon())
         self.settings = settings if settings is not None else QSettings(ORGANIZATION, APPLICATION)
-        self.result: Any = None
         self.error_box: QMessageBox | None = None
         self.last_save_dir = ""
-        self._outcome = ""
         self._closing = False
         self._save_jobs: set[Task] = set()
-        self._tracker = ProgressTracker()
-        self._build_started_at = 0.0
-        self._last_state: ProgressState | None = None
-        self._building = False
-        self._elapsed_text = ""
+        # The application model (plain Python): the widgets below observe it.
+        self.build_model = BuildModel()
+        self.settings_model = SettingsModel()
+        self.inputs_model = InputListModel()
 
         # ---- logging ----
         self.log_handler = QtLogHandler(logging.INFO)
@@ -186,8 +183,10 @@ class MainWindow(QMainWindow):
         attach_handler(self.log_handler)
 
         # ---- panels ----
-        self.input_panel = InputPanel(parent=self)
-        self.settings_panel = SettingsPanel(detect_gpu=detect_gpu, parent=self)
+        self.input_panel = InputPanel(parent=self, model=self.inputs_model)
+        self.settings_panel = SettingsPanel(
+            detect_gpu=detect_gpu, parent=self, model=self.settings_model
+        )
         self.preview_panel = PreviewPanel(self)
         self.runner = BuildRunner(build_fn, self)
 
@@ -196,7 +195,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._connect()
         self.restore_settings()
-        self._set_building(False)
+        self._show_build_state()
         self.settings_panel.start_detection()
 
     # ---- construction ---------------------------------------------------------------
@@ -445,11 +444,15 @@ class MainWindow(QMainWindow):
         self.input_panel.folder_chosen.connect(self._remember_input_folder)
         self.preview_panel.hovered_text.connect(self._on_hovered_text)
         self.preview_panel.coverage_button.toggled.connect(self.coverage_action.setChecked)
-        self.runner.progress.connect(self._on_progress)
+        # The worker's signals drive the build model; the widgets follow the model.
+        self.runner.progress.connect(self.build_model.report_progress)
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
-        self.runner.cancelled.connect(self._on_cancelled)
-        self.runner.finished.connect(self._on_finished)
+        self.runner.cancelled.connect(self.build_model.cancelled)
+        self.runner.finished.connect(self.build_model.finish)
+        self.build_model.state_changed.connect(self._show_build_state)
+        self.build_model.progressed.connect(self._on_progress)
+        self.build_model.finished.connect(self._on_finished)
         self._elapsed_timer = QTimer(self)
         self._elapsed_timer.setInterval(500)
         self._elapsed_timer.timeout.connect(self._tick_elapsed)
@@ -472,7 +475,16 @@ class MainWindow(QMainWindow):
 
     def is_building(self) -> bool:
         """Whether a build is running."""
-        return self.runner.is_running()
+        return self.build_model.is_building
+
+    @property
+    def result(self) -> Any:
+        """The last mosaic built (what Save writes), or None: the build model's."""
+        return self.build_model.result
+
+    @result.setter
+    def result(self, value: Any) -> None:
+        self.build_model.result = value
 
     @Slot(str)
     def set_log_level(self, level: str) -> None:
@@ -490,7 +502,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def start_build(self) -> None:
         """Start a build from the listed inputs and the current settings."""
-        if self.runner.is_running():
+        if self.build_model.is_building:
             return
         inputs = self.input_panel.usable_paths()
         if not inputs:
@@ -515,11 +527,7 @@ class MainWindow(QMainWindow):
             two_pass,
             config.batch_size or "auto",
         )
-        self._outcome = ""
-        self._last_state = None
-        self._tracker.start()
-        self._build_started_at = time.monotonic()
-        self._set_building(True)
+        self.build_model.start()
         self.progress_bar.setRange(0, 0)
         self.progress_bar.setFormat("Starting…")
         self.phase_label.setText("Starting…")
@@ -531,13 +539,10 @@ class MainWindow(QMainWindow):
     @Slot()
     def cancel_build(self) -> None:
         """Ask the running build to stop at its next check point."""
-        if not self.runner.is_running() or self.runner.cancel_requested():
+        if not self.build_model.request_cancel():
             return
         log.info("Cancelling the build…")
         self.runner.cancel()
-        self.cancel_button.setEnabled(False)
-        self.cancel_action.setEnabled(False)
-        self.phase_label.setText("Cancelling…")
 
     @Slot()
     def save_as(self) -> None:
@@ -658,51 +663,50 @@ class MainWindow(QMainWindow):
 
     # ---- build state ---------------------------------------------------------------
 
-    def _set_building(self, building: bool) -> None:
-        self._building = building
+    def _show_build_state(self, _state: str = "") -> None:
+        """Enable what the build model allows now."""
+        model = self.build_model
+        building = model.is_building
         self.input_panel.set_editable(not building)
         self.settings_panel.set_editable(not building)
-        self.cancel_button.setEnabled(building)
-        self.cancel_action.setEnabled(building)
+        self.cancel_button.setEnabled(model.can_cancel)
+        self.cancel_action.setEnabled(model.can_cancel)
         self.open_action.setEnabled(not building)
         self.add_files_action.setEnabled(not building)
-        self.save_action.setEnabled(not building and self.result is not None)
+        self.save_action.setEnabled(model.can_save)
+        if model.cancel_requested:
+            self.phase_label.setText("Cancelling…")
         self._update_build_enabled()
 
     @Slot()
     def _update_build_enabled(self) -> None:
-        enabled = not self._building and bool(self.input_panel.usable_paths())
+        enabled = self.build_model.can_start(bool(self.input_panel.usable_paths()))
         self.build_button.setEnabled(enabled)
         self.build_action.setEnabled(enabled)
 
-    @Slot(str, int, int)
-    def _on_progress(self, phase: str, done: int, total: int) -> None:
-        state = self._tracker.update(phase, done, total)
-        self._last_state = state
+    def _on_progress(self, state: ProgressState) -> None:
         if state.total > 0:
             self.progress_bar.setRange(0, 100)
             self.progress_bar.setValue(state.percent)
             self.progress_bar.setFormat(f"{state.percent} %")
         else:
             self.progress_bar.setRange(0, 0)
-        if not self.runner.cancel_requested():
+        if not self.build_model.cancel_requested:
             self.phase_label.setText(state.label)
         self.eta_label.setText(state.eta_text)
 
     @Slot()
     def _tick_elapsed(self) -> None:
-        if not self.runner.is_running():
+        if not self.build_model.is_building:
             return
-        state = self._last_state
+        state = self.build_model.progress
         if state is None or state.eta_s is None:
-            self.eta_label.setText(f"{format_duration(self._tracker.elapsed())} elapsed")
+            self.eta_label.setText(f"{format_duration(self.build_model.elapsed())} elapsed")
 
     @Slot(object)
     def _on_succeeded(self, result: Any) -> None:
-        self._outcome = "ok"
-        self.result = result
-        elapsed = time.monotonic() - self._build_started_at
-        self._elapsed_text = format_duration(elapsed)
+        self.build_model.succeed(result)
+        elapsed = self.build_model.elapsed_s
         for skipped in getattr(result, "skipped", []) or []:
             path = getattr(skipped, "path", None)
             if path is not None:
@@ -741,37 +745,21 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def _on_failed(self, message: str, details: str) -> None:
-        self._outcome = "failed"
+        self.build_model.fail(message, details)
         if details:
             log.debug("Details of the failure:\n%s", details)
         self._report_error(message, details=details, title="Build failed")
 
-    @Slot()
-    def _on_cancelled(self) -> None:
-        self._outcome = "cancelled"
-        log.warning("Build cancelled; nothing was written.")
-
-    @Slot()
-    def _on_finished(self) -> None:
+    def _on_finished(self, outcome: str) -> None:
         self._elapsed_timer.stop()
-        outcome = self._outcome or ("cancelled" if self.runner.cancel_requested() else "failed")
-        elapsed = self._elapsed_text or format_duration(time.monotonic() - self._build_started_at)
-        self._elapsed_text = ""
+        if outcome == "cancelled":
+            log.warning("Build cancelled; nothing was written.")
+        bar_text, phase_text, percent = self.build_model.final_texts()
         self.progress_bar.setRange(0, 100)
-        if outcome == "ok":
-            self.progress_bar.setValue(100)
-            self.progress_bar.setFormat("Done")
-            self.phase_label.setText(f"Done in {elapsed}")
-        elif outcome == "cancelled":
-            self.progress_bar.setValue(0)
-            self.progress_bar.setFormat("Cancelled")
-            self.phase_label.setText("Cancelled")
-        else:
-            self.progress_bar.setValue(0)
-            self.progress_bar.setFormat("Failed")
-            self.phase_label.setText("Failed — see the log")
+        self.progress_bar.setValue(percent)
+        self.progress_bar.setFormat(bar_text)
+        self.phase_label.setText(phase_text)
         self.eta_label.setText("")
-        self._set_building(False)
         self.build_finished.emit(outcome)
 
     def _report_error(self, message: str, details: str = "", title: str = "ZeMosaic") -> None:
@@ -825,7 +813,7 @@ class MainWindow(QMainWindow):
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
         """Accept local files and folders dropped anywhere on the window."""
         mime = event.mimeData()
-        if not self._building and any(url.isLocalFile() for url in mime.urls()):
+        if not self.build_model.is_building and any(url.isLocalFile() for url in mime.urls()):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -833,7 +821,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
         """Add the dropped files and folders to the input list."""
         paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
-        if paths and not self._building:
+        if paths and not self.build_model.is_building:
             event.acceptProposedAction()
             self.add_inputs(paths)
         else:
@@ -845,6 +833,7 @@ class MainWindow(QMainWindow):
         """Stop a running build, save the settings and detach the log handler."""
         self._closing = True
         if self.runner.is_running():
+            self.build_model.request_cancel()
             self.runner.cancel()
             if not self.runner.wait(15000):
                 log.error("The build did not stop in time; closing anyway.")

@@ -1,50 +1,48 @@
 """Build settings: backend (with the detected device), combine, match, batch size, and an
 "Advanced" section with the two-pass renormalization and its parameters.
 
-The panel turns its widgets into a ``zemosaic_core.BuildConfig`` and saves/restores them
-through ``QSettings``.
+The panel is a view of a `zemosaic_gui.model.SettingsModel`: each widget shows one
+setting and writes it back when the user edits it; the model owns the defaults (the
+core's), the choices, the ``BuildConfig`` and the ``QSettings`` keys.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtCore import QSettings, QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from zemosaic_core.config import SETTING_LABELS
+
+from .model.settings import SettingsModel
 from .tasks import Task, start_task
 
 if TYPE_CHECKING:
-    from zemosaic_core.config import CombineName
+    pass
 
 log = logging.getLogger(__name__)
 
-BACKEND_ITEMS: tuple[tuple[str, str], ...] = (("Auto", "auto"), ("CPU", "cpu"), ("GPU", "gpu"))
-COMBINE_ITEMS: tuple[tuple[str, str], ...] = (
-    ("Mean", "mean"),
-    ("Median", "median"),
-    ("Kappa-sigma", "kappa-sigma"),
-    ("Winsorized", "winsorized"),
-)
-MATCH_ITEMS: tuple[tuple[str, str], ...] = (
-    ("Affine (gain + offset)", "affine"),
-    ("Offset only", "offset"),
-    ("None", "none"),
-)
+#: ``(label, value)`` of each choice, in the core's order.
+BACKEND_ITEMS = SettingsModel.choices("backend")
+COMBINE_ITEMS = SettingsModel.choices("combine")
+MATCH_ITEMS = SettingsModel.choices("match")
 
 
 def _default_detect_gpu() -> Any:
@@ -76,6 +74,8 @@ class SettingsPanel(QWidget):
     detect_gpu : callable, optional
         Returns a ``DeviceInfo(available, description)`` (default
         ``zemosaic_core.engine.backends.detect_gpu``); run once, in a worker thread.
+    model : SettingsModel, optional
+        The settings shown (default: a new one, at the core's defaults).
     parent : QWidget, optional
 
     Signals
@@ -87,10 +87,15 @@ class SettingsPanel(QWidget):
     device_detected = Signal(bool, str)
 
     def __init__(
-        self, detect_gpu: Callable[[], Any] | None = None, parent: QWidget | None = None
+        self,
+        detect_gpu: Callable[[], Any] | None = None,
+        parent: QWidget | None = None,
+        *,
+        model: SettingsModel | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("settingsPanel")
+        self.model = model if model is not None else SettingsModel()
         self._detect = detect_gpu or _default_detect_gpu
         self._detect_task: Task | None = None
         self.gpu_available: bool | None = None
@@ -120,13 +125,11 @@ class SettingsPanel(QWidget):
         self.kappa_spin.setRange(0.5, 10.0)
         self.kappa_spin.setSingleStep(0.1)
         self.kappa_spin.setDecimals(1)
-        self.kappa_spin.setValue(3.0)
         self.kappa_spin.setPrefix("κ ")
         self.kappa_spin.setToolTip("Rejection threshold in standard deviations")
         self.iterations_spin = QSpinBox()
         self.iterations_spin.setObjectName("iterationsSpin")
         self.iterations_spin.setRange(1, 20)
-        self.iterations_spin.setValue(3)
         self.iterations_spin.setSuffix(" iter.")
         self.iterations_spin.setToolTip("Clipping iterations")
         self.kappa_row = self._row(self.kappa_spin, self.iterations_spin)
@@ -160,15 +163,15 @@ class SettingsPanel(QWidget):
         form.setVerticalSpacing(8)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.addRow(self._label("Backend"), self.backend_combo)
+        form.addRow(self._label(SETTING_LABELS["backend"]), self.backend_combo)
         form.addRow("", self.device_label)
-        form.addRow(self._label("Combine"), self.combine_combo)
+        form.addRow(self._label(SETTING_LABELS["combine"]), self.combine_combo)
         self.kappa_label = self._label("")
         form.addRow(self.kappa_label, self.kappa_row)
         self.winsor_label = self._label("Limits")
         form.addRow(self.winsor_label, self.winsor_row)
-        form.addRow(self._label("Match"), self.match_combo)
-        form.addRow(self._label("Batch size"), self.batch_spin)
+        form.addRow(self._label(SETTING_LABELS["match"]), self.match_combo)
+        form.addRow(self._label(SETTING_LABELS["batch_size"]), self.batch_spin)
         self._form = form
 
         # ---- Advanced (collapsible) ----
@@ -180,9 +183,8 @@ class SettingsPanel(QWidget):
         self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
         self.advanced_toggle.toggled.connect(self.set_advanced_visible)
 
-        self.two_pass_check = QCheckBox("Two-pass coverage renormalization")
+        self.two_pass_check = QCheckBox(SETTING_LABELS["two_pass"])
         self.two_pass_check.setObjectName("twoPassCheck")
-        self.two_pass_check.setChecked(True)
         self.two_pass_check.setToolTip(
             "Re-coadd every tile scaled by one gain that brings it onto the consensus\n"
             "where the mosaic is well covered (removes the patchwork between tiles)."
@@ -192,7 +194,6 @@ class SettingsPanel(QWidget):
         self.sigma_spin.setRange(1.0, 2000.0)
         self.sigma_spin.setDecimals(0)
         self.sigma_spin.setSingleStep(5.0)
-        self.sigma_spin.setValue(50.0)
         self.sigma_spin.setSuffix(" px")
         self.sigma_spin.setToolTip("Gaussian sigma of the coverage blur")
         self.clip_low_spin = QDoubleSpinBox()
@@ -200,18 +201,14 @@ class SettingsPanel(QWidget):
         self.clip_low_spin.setRange(0.10, 1.00)
         self.clip_low_spin.setDecimals(2)
         self.clip_low_spin.setSingleStep(0.01)
-        self.clip_low_spin.setValue(0.85)
         self.clip_low_spin.setToolTip("Smallest gain a tile may get")
         self.clip_high_spin = QDoubleSpinBox()
         self.clip_high_spin.setObjectName("gainClipHighSpin")
         self.clip_high_spin.setRange(1.00, 10.0)
         self.clip_high_spin.setDecimals(2)
         self.clip_high_spin.setSingleStep(0.01)
-        self.clip_high_spin.setValue(1.18)
         self.clip_high_spin.setToolTip("Largest gain a tile may get")
         self.two_pass_check.toggled.connect(self._update_two_pass)
-        from zemosaic_core.config import SETTING_LABELS
-
         self.keep_isolated_check = QCheckBox(SETTING_LABELS["keep_isolated"])
         self.keep_isolated_check.setObjectName("keepIsolatedCheck")
         self.keep_isolated_check.setToolTip(
@@ -219,6 +216,28 @@ class SettingsPanel(QWidget):
             "would more than double the canvas (a mis-solved frame, another field) is\n"
             "left out, named in the log. On: keep them all."
         )
+
+        # Limits the core's messages point to by name (SETTING_LABELS).
+        self.max_size_spin = QSpinBox()
+        self.max_size_spin.setObjectName("maxSizeSpin")
+        self.max_size_spin.setRange(100, 1_000_000)
+        self.max_size_spin.setSingleStep(1000)
+        self.max_size_spin.setSuffix(" px")
+        self.max_size_spin.setToolTip(
+            "Largest mosaic side accepted: a larger canvas is refused (mis-solved tiles?)"
+        )
+        self.scratch_edit = QLineEdit()
+        self.scratch_edit.setObjectName("scratchEdit")
+        self.scratch_edit.setPlaceholderText("System temporary folder")
+        self.scratch_edit.setClearButtonEnabled(True)
+        self.scratch_edit.setToolTip(
+            "Where work arrays spill when the memory budget is reached (needs free space)"
+        )
+        self.scratch_button = QToolButton()
+        self.scratch_button.setObjectName("scratchBrowseButton")
+        self.scratch_button.setText("…")
+        self.scratch_button.setToolTip("Choose the scratch folder")
+        self.scratch_button.clicked.connect(self._choose_scratch)
 
         advanced_form = QFormLayout()
         advanced_form.setContentsMargins(0, 0, 0, 0)
@@ -229,9 +248,18 @@ class SettingsPanel(QWidget):
         advanced_form.addRow(self.two_pass_check)
         advanced_form.addRow(self._label("Sigma"), self.sigma_spin)
         advanced_form.addRow(
-            self._label("Gain clip"), self._row(self.clip_low_spin, self.clip_high_spin)
+            self._label(SETTING_LABELS["two_pass.gain_clip"]),
+            self._row(self.clip_low_spin, self.clip_high_spin),
         )
         advanced_form.addRow(self.keep_isolated_check)
+        advanced_form.addRow(self._label(SETTING_LABELS["max_size"]), self.max_size_spin)
+        scratch_row = QWidget()
+        scratch_layout = QHBoxLayout(scratch_row)
+        scratch_layout.setContentsMargins(0, 0, 0, 0)
+        scratch_layout.setSpacing(4)
+        scratch_layout.addWidget(self.scratch_edit, 1)
+        scratch_layout.addWidget(self.scratch_button)
+        advanced_form.addRow(self._label(SETTING_LABELS["scratch"]), scratch_row)
         self.advanced_box = QWidget()
         self.advanced_box.setObjectName("advancedBox")
         self.advanced_box.setLayout(advanced_form)
@@ -246,9 +274,7 @@ class SettingsPanel(QWidget):
         layout.addWidget(self.advanced_box)
         layout.addStretch(1)
 
-        self.combine_combo.currentIndexChanged.connect(self._update_combine)
-        self._update_combine()
-        self._update_two_pass()
+        self._bind_model()
 
     # ---- construction helpers -----------------------------------------------------
 
@@ -275,9 +301,84 @@ class SettingsPanel(QWidget):
         spin.setRange(0.0, 0.49)
         spin.setDecimals(2)
         spin.setSingleStep(0.01)
-        spin.setValue(0.10)
         spin.setToolTip(tip)
         return spin
+
+    # ---- the model ----------------------------------------------------------------
+
+    def _bindings(self) -> dict[str, tuple[QWidget, Callable[[], Any], Callable[[Any], None]]]:
+        """Setting name -> (widget, read the widget, show a value)."""
+
+        def combo(box: QComboBox) -> tuple[QWidget, Callable[[], Any], Callable[[Any], None]]:
+            return box, box.currentData, lambda value: _select(box, value)
+
+        def spin(box: QSpinBox | QDoubleSpinBox) -> tuple[QWidget, Callable[[], Any], Any]:
+            return box, box.value, box.setValue
+
+        return {
+            "backend": combo(self.backend_combo),
+            "combine": combo(self.combine_combo),
+            "kappa": spin(self.kappa_spin),
+            "iterations": spin(self.iterations_spin),
+            "winsor_low": spin(self.winsor_low_spin),
+            "winsor_high": spin(self.winsor_high_spin),
+            "match": combo(self.match_combo),
+            "batch_size": spin(self.batch_spin),
+            "two_pass": (
+                self.two_pass_check,
+                self.two_pass_check.isChecked,
+                self.two_pass_check.setChecked,
+            ),
+            "two_pass_sigma": spin(self.sigma_spin),
+            "gain_clip_low": spin(self.clip_low_spin),
+            "gain_clip_high": spin(self.clip_high_spin),
+            "keep_isolated": (
+                self.keep_isolated_check,
+                self.keep_isolated_check.isChecked,
+                self.keep_isolated_check.setChecked,
+            ),
+            "max_size": spin(self.max_size_spin),
+            "scratch": (self.scratch_edit, self.scratch_edit.text, self.scratch_edit.setText),
+        }
+
+    def _bind_model(self) -> None:
+        self._bound = self._bindings()
+        for name, (widget, read, _show) in self._bound.items():
+            if isinstance(widget, QComboBox):
+                signal = widget.currentIndexChanged
+            elif isinstance(widget, QCheckBox):
+                signal = widget.toggled
+            elif isinstance(widget, QLineEdit):
+                signal = widget.textChanged
+            elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+                signal = widget.valueChanged
+            else:
+                raise TypeError(f"setting {name}: no change signal for {type(widget).__name__}")
+            signal.connect(lambda *_args, n=name, r=read: self._widget_edited(n, r()))
+        self.model.changed.connect(self._show_setting)
+        for name in self._bound:
+            self._show_setting(name, self.model.value(name))
+
+    def _widget_edited(self, name: str, value: Any) -> None:
+        try:
+            self.model.set_value(name, value)
+        except ValueError as exc:  # a widget never offers a bad value; say so if it does
+            log.warning("Setting %s: %s", name, exc)
+
+    def _show_setting(self, name: str, value: Any) -> None:
+        """Show the model's ``value`` in its widget (the model changed)."""
+        binding = self._bound.get(name)
+        if binding is None:
+            return  # a setting this panel does not show
+        widget, read, show = binding
+        with QSignalBlocker(widget):
+            show(value)
+        shown = read()
+        if shown != value:
+            # The widget rounds or bounds the value: the model takes what is shown.
+            self._widget_edited(name, shown)
+        self._update_combine()
+        self._update_two_pass()
 
     # ---- behaviour ----------------------------------------------------------------
 
@@ -349,10 +450,23 @@ class SettingsPanel(QWidget):
         if not available and self.backend() == "gpu":
             _select(self.backend_combo, "auto")
 
+    @Slot()
+    def _choose_scratch(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Choose the scratch folder", self.scratch_edit.text()
+        )
+        if folder:
+            self.model.set_value("scratch", folder)
+
     def set_editable(self, editable: bool) -> None:
         """Enable or disable every setting (disabled during a build)."""
         for child in self.findChildren(QWidget):
-            if isinstance(child, (QComboBox, QSpinBox, QDoubleSpinBox, QCheckBox)):
+            if (
+                isinstance(
+                    child, (QComboBox, QSpinBox, QDoubleSpinBox, QCheckBox, QLineEdit, QToolButton)
+                )
+                and child is not self.advanced_toggle
+            ):
                 child.setEnabled(editable)
         if editable:
             self._update_two_pass()
@@ -365,15 +479,15 @@ class SettingsPanel(QWidget):
 
     def set_backend(self, backend: str) -> None:
         """Select a backend by name."""
-        _select(self.backend_combo, backend)
+        self.model.set_value("backend", backend)
 
     def to_config(self, **overrides: Any) -> Any:
-        """The ``BuildConfig`` the widgets describe.
+        """The ``BuildConfig`` the settings describe.
 
         Parameters
         ----------
         **overrides
-            Fields to set besides the widgets' (``output``, ``preview``...).
+            Fields to set besides the settings (``output``, ``preview``...).
 
         Returns
         -------
@@ -384,95 +498,17 @@ class SettingsPanel(QWidget):
         ValueError
             When the core rejects a combination of values.
         """
-        from zemosaic_core import BuildConfig, CombineSpec, TwoPassSpec
-
-        combine = CombineSpec(
-            # The combo's items are the core's COMBINES; CombineSpec checks it again.
-            method=cast("CombineName", str(self.combine_combo.currentData())),
-            kappa=float(self.kappa_spin.value()),
-            iterations=int(self.iterations_spin.value()),
-            limits=(float(self.winsor_low_spin.value()), float(self.winsor_high_spin.value())),
-        )
-        two_pass = TwoPassSpec(
-            enabled=self.two_pass_check.isChecked(),
-            sigma=float(self.sigma_spin.value()),
-            gain_clip=(float(self.clip_low_spin.value()), float(self.clip_high_spin.value())),
-        )
-        fields: dict[str, Any] = {
-            "backend": self.backend(),
-            "combine": combine,
-            "match": str(self.match_combo.currentData()),
-            "two_pass": two_pass,
-            "batch_size": int(self.batch_spin.value()),
-            "keep_isolated": self.keep_isolated_check.isChecked(),
-        }
-        fields.update(overrides)
-        return BuildConfig(**fields)
+        return self.model.to_config(**overrides)
 
     def save_settings(self, settings: QSettings) -> None:
-        """Write the widgets' values under the ``build/`` group."""
-        settings.beginGroup("build")
-        settings.setValue("backend", self.backend())
-        settings.setValue("combine", self.combine_combo.currentData())
-        settings.setValue("kappa", self.kappa_spin.value())
-        settings.setValue("iterations", self.iterations_spin.value())
-        settings.setValue("winsor_low", self.winsor_low_spin.value())
-        settings.setValue("winsor_high", self.winsor_high_spin.value())
-        settings.setValue("match", self.match_combo.currentData())
-        settings.setValue("batch_size", self.batch_spin.value())
-        settings.setValue("two_pass", self.two_pass_check.isChecked())
-        settings.setValue("two_pass_sigma", self.sigma_spin.value())
-        settings.setValue("gain_clip_low", self.clip_low_spin.value())
-        settings.setValue("gain_clip_high", self.clip_high_spin.value())
-        settings.setValue("keep_isolated", self.keep_isolated_check.isChecked())
-        settings.setValue("advanced_open", self.advanced_toggle.isChecked())
-        settings.endGroup()
+        """Write the settings under the ``build/`` group, and the Advanced section's state."""
+        self.model.save(settings)
+        settings.setValue("build/advanced_open", self.advanced_toggle.isChecked())
 
     def load_settings(self, settings: QSettings) -> None:
-        """Restore the widgets from the ``build/`` group (missing keys keep defaults)."""
-        settings.beginGroup("build")
-        try:
-            _select(self.backend_combo, settings.value("backend", self.backend()))
-            _select(self.combine_combo, settings.value("combine", self.combine_combo.currentData()))
-            _select(self.match_combo, settings.value("match", self.match_combo.currentData()))
-            self.kappa_spin.setValue(_float(settings.value("kappa"), self.kappa_spin.value()))
-            self.iterations_spin.setValue(
-                int(_float(settings.value("iterations"), self.iterations_spin.value()))
-            )
-            self.winsor_low_spin.setValue(
-                _float(settings.value("winsor_low"), self.winsor_low_spin.value())
-            )
-            self.winsor_high_spin.setValue(
-                _float(settings.value("winsor_high"), self.winsor_high_spin.value())
-            )
-            self.batch_spin.setValue(
-                int(_float(settings.value("batch_size"), self.batch_spin.value()))
-            )
-            self.two_pass_check.setChecked(
-                _bool(settings.value("two_pass"), self.two_pass_check.isChecked())
-            )
-            self.sigma_spin.setValue(
-                _float(settings.value("two_pass_sigma"), self.sigma_spin.value())
-            )
-            self.clip_low_spin.setValue(
-                _float(settings.value("gain_clip_low"), self.clip_low_spin.value())
-            )
-            self.clip_high_spin.setValue(
-                _float(settings.value("gain_clip_high"), self.clip_high_spin.value())
-            )
-            self.keep_isolated_check.setChecked(
-                _bool(settings.value("keep_isolated"), self.keep_isolated_check.isChecked())
-            )
-            self.set_advanced_visible(_bool(settings.value("advanced_open"), False))
-        finally:
-            settings.endGroup()
-
-
-def _float(value: Any, default: float) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float(default)
+        """Restore the settings from the ``build/`` group (missing keys keep their value)."""
+        self.model.load(settings)
+        self.set_advanced_visible(_bool(settings.value("build/advanced_open"), False))
 
 
 def _bool(value: Any, default: bool) -> bool:

@@ -3,7 +3,8 @@
 `BuildWorker` is a ``QObject`` moved to a ``QThread``; its `run` slot calls
 ``zemosaic_core.build_mosaic`` with a progress callback (turned into a signal) and a
 ``CancelToken``. `BuildRunner` owns the thread's life cycle so the window only says
-`start`, `cancel` and listens to signals, all delivered on the GUI thread.
+`start`, `cancel` and listens to signals, all delivered on the GUI thread; whether a
+build was asked to stop is the build model's to know (`zemosaic_gui.model.BuildModel`).
 """
 
 from __future__ import annotations
@@ -168,15 +169,10 @@ class BuildRunner(QObject):
         self.build_fn = build_fn
         self._thread: QThread | None = None
         self._worker: BuildWorker | None = None
-        self._cancel_requested = False
 
     def is_running(self) -> bool:
         """Whether a build thread is alive."""
         return self._thread is not None
-
-    def cancel_requested(self) -> bool:
-        """Whether the running build was asked to stop."""
-        return self._cancel_requested
 
     def start(self, inputs: Sequence[Path], config: Any) -> None:
         """Start a build in a new thread.
@@ -193,7 +189,6 @@ class BuildRunner(QObject):
         """
         if self._thread is not None:
             raise RuntimeError("a build is already running")
-        self._cancel_requested = False
         thread = QThread()
         thread.setObjectName("zemosaic-build")
         worker = BuildWorker(inputs, config, self.build_fn)
@@ -214,7 +209,6 @@ class BuildRunner(QObject):
     def cancel(self) -> None:
         """Ask the running build to stop (returns at once)."""
         if self._worker is not None:
-            self._cancel_requested = True
             self._worker.cancel()
 
     def wait(self, timeout_ms: int = 10000) -> bool:
