@@ -53,7 +53,7 @@ APPLICATION = "ZeMosaic"
 #: Save-dialog filters and the output kind each one writes.
 SAVE_FILTERS: dict[str, str] = {
     "FITS science image (*.fits *.fit *.fts)": "fits",
-    "16-bit TIFF (*.tif *.tiff)": "tiff",
+    "16-bit linear TIFF (*.tif *.tiff)": "tiff",
     "Stretched PNG preview (*.png)": "png",
 }
 _EXTENSIONS: dict[str, str] = {
@@ -102,8 +102,9 @@ class _SaveSignals(QObject):
 class _SaveJob(QRunnable):
     """Writes one output with the core's writers off the GUI thread."""
 
-    def __init__(self, path: Path, kind: str, result: Any, stretch: str) -> None:
+    def __init__(self, path: Path, kind: str, result: Any, stretch: Any) -> None:
         super().__init__()
+        # ``stretch``: the StretchParams on screen, so the PNG is what the user sees.
         self.path, self.kind, self.result, self.stretch = path, kind, result, stretch
         self.signals = _SaveSignals()
 
@@ -117,7 +118,7 @@ class _SaveJob(QRunnable):
                 elif self.kind == "tiff":
                     outputs.write_tiff(self.path, self.result)
                 else:
-                    outputs.write_preview_png(self.path, self.result, mode=self.stretch)
+                    outputs.write_preview_png(self.path, self.result, params=self.stretch)
         except Exception as exc:
             self.signals.failed.emit(str(self.path), f"{type(exc).__name__}: {exc}")
         else:
@@ -255,7 +256,7 @@ class MainWindow(QMainWindow):
             "mdi6.content-save-outline",
             "Ctrl+S",
             self.save_as,
-            "Save the mosaic as FITS, 16-bit TIFF or stretched PNG",
+            "Save the mosaic as FITS, 16-bit linear TIFF or the stretched PNG shown",
         )
         self.quit_action = self._action("&Quit", None, "Ctrl+Q", self.close, "Quit ZeMosaic")
         view = self.preview_panel.view
@@ -581,7 +582,7 @@ class MainWindow(QMainWindow):
             target = target.with_name(target.name + _DEFAULT_SUFFIX[kind])
         self.last_save_dir = str(target.parent)
         self.settings.setValue("paths/last_save_dir", self.last_save_dir)
-        job = _SaveJob(target, kind, self.result, self.preview_panel.stretch_mode())
+        job = _SaveJob(target, kind, self.result, self.preview_panel.stretch_params())
         job.setAutoDelete(False)
         job.signals.saved.connect(self._on_saved)
         job.signals.failed.connect(self._on_save_failed)
@@ -790,7 +791,7 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_saved(self, path: str, kind: str) -> None:
         self._save_jobs = {job for job in self._save_jobs if str(job.path) != path}
-        names = {"fits": "FITS", "tiff": "16-bit TIFF", "png": "PNG preview"}
+        names = {"fits": "FITS", "tiff": "16-bit linear TIFF", "png": "PNG preview"}
         log.info("Saved the %s to %s", names.get(kind, kind), path)
         self.statusBar().showMessage(f"Saved {path}", 8000)
         self.saved.emit(path)

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
     QRunnable,
     Qt,
     QThreadPool,
+    QTimer,
     Signal,
     Slot,
 )
@@ -44,6 +45,7 @@ from PySide6.QtWidgets import (
 
 from . import display
 from .core_access import CORE_LOCK
+from .stretch_controls import StretchControls
 from .theme import COLORS
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ FULL_MAX_SIDE = 8192
 #: Zoom limits (screen pixels per image pixel).
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
 
-STRETCH_LABELS: dict[str, str] = {"auto": "Auto STF", "linear": "Linear", "asinh": "Asinh"}
+STRETCH_LABELS: dict[str, str] = display.STRETCH_LABELS
 
 
 class _RenderSignals(QObject):
@@ -372,7 +374,8 @@ class PreviewPanel(QWidget):
         self.setObjectName("previewPanel")
         self.view = PreviewView(self)
         self._result: Any = None
-        self._params: display.StretchParams | None = None
+        self._params: display.StretchParams | None = None  # automatic, without levels
+        self._levels: tuple[float, float, float] = display.DEFAULT_LEVELS
         self._generation = 0
         self._pool = QThreadPool.globalInstance()
         self._jobs: set[_RenderJob] = set()
@@ -387,12 +390,28 @@ class PreviewPanel(QWidget):
         for mode in display.MODES:
             self.stretch_combo.addItem(STRETCH_LABELS[mode], mode)
         self.stretch_combo.setToolTip(
-            "Display stretch (screen only, never applied to the data):\n"
-            "Auto STF — linked midtones transfer from the median and MAD\n"
-            "Linear — 0.05 % to 99.95 % quantiles\n"
-            "Asinh — arcsinh with the Auto black point"
+            "Display stretch (screen and PNG only, never applied to the science FITS):\n"
+            "Auto STF (neutral background) — per-channel midtones transfer: a grey sky\n"
+            "Auto STF (linked) — one transfer for all channels: colour casts kept\n"
+            "Asinh — arcsinh stretch, neutral background\n"
+            "Linear — 0.05 % to 99.95 % quantiles"
         )
         self.stretch_combo.currentIndexChanged.connect(self._on_stretch_changed)
+
+        self.levels_button = self._tool(
+            "mdi6.chart-histogram", "Black point, midtones and white point", checkable=True
+        )
+        self.levels_button.setObjectName("levelsButton")
+        self.levels_button.setText("Levels")
+        self.levels_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.stretch_controls = StretchControls(self)
+        self.stretch_controls.setVisible(False)
+        self.levels_button.toggled.connect(self.stretch_controls.setVisible)
+        self.stretch_controls.levels_changed.connect(self._on_levels_changed)
+        self._levels_timer = QTimer(self)
+        self._levels_timer.setSingleShot(True)
+        self._levels_timer.setInterval(40)  # coalesce slider moves into one render
+        self._levels_timer.timeout.connect(self.render)
 
         self.rgb_button = self._tool("mdi6.palette-outline", "RGB mosaic", checkable=True)
         self.rgb_button.setObjectName("rgbViewButton")
@@ -442,6 +461,7 @@ class PreviewPanel(QWidget):
         stretch_label.setObjectName("mutedLabel")
         bar.addWidget(stretch_label)
         bar.addWidget(self.stretch_combo)
+        bar.addWidget(self.levels_button)
         bar.addSpacing(8)
         bar.addWidget(self.zoom_out_button)
         bar.addWidget(self.zoom_label)
@@ -453,6 +473,7 @@ class PreviewPanel(QWidget):
         layout.setContentsMargins(8, 6, 8, 6)
         layout.setSpacing(6)
         layout.addLayout(bar)
+        layout.addWidget(self.stretch_controls)
         layout.addWidget(self.view, 1)
         self._set_controls_enabled(False)
         self.view.clear_image()
@@ -471,6 +492,7 @@ class PreviewPanel(QWidget):
     def _set_controls_enabled(self, enabled: bool) -> None:
         for widget in (
             self.stretch_combo,
+            self.levels_button,
             self.rgb_button,
             self.coverage_button,
             self.zoom_in_button,
@@ -522,6 +544,7 @@ class PreviewPanel(QWidget):
         self.info_label.setText(f"{w} × {h} px · {'RGB' if n_ch >= 3 else 'mono'}")
         self._set_controls_enabled(True)
         self.stretch_combo.setEnabled(self.view_mode() == "rgb")
+        self.levels_button.setEnabled(self.view_mode() == "rgb")
         self.render()
 
     def clear(self) -> None:
@@ -535,8 +558,26 @@ class PreviewPanel(QWidget):
         self.zoom_label.setText("—")
 
     def stretch_params(self) -> display.StretchParams | None:
-        """The linked stretch of the shown RGB rendering."""
-        return self._params
+        """The transfer of the shown RGB rendering, levels included (what a PNG gets)."""
+        if self._params is None and self._result is not None:
+            self._update_params()
+        if self._params is None:
+            return None
+        return self._params.with_levels(*self._levels)
+
+    def levels(self) -> tuple[float, float, float]:
+        """The user's black point, midtones balance and white point."""
+        return self._levels
+
+    def set_levels(self, black: float, midtones: float, white: float) -> None:
+        """Set the levels (as the sliders do) and re-render."""
+        self.stretch_controls.set_levels((black, midtones, white))
+
+    def _update_params(self) -> None:
+        """Automatic parameters and histogram for the current mode."""
+        result = self._result
+        self._params = display.compute_params(result.image, self.stretch_mode())
+        self.stretch_controls.set_histogram(display.display_histogram(result.image, self._params))
 
     @Slot()
     def render(self) -> None:
@@ -555,11 +596,12 @@ class PreviewPanel(QWidget):
             array, params = result.coverage, None
         else:
             if self._params is None or self._params.mode != self.stretch_mode():
-                self._params = display.compute_params(result.image, self.stretch_mode())
-            rgba = display.render_rgba(result.image, self._params, quick_step)
+                self._update_params()
+            params = self.stretch_params()
+            rgba = display.render_rgba(result.image, params, quick_step)
             n_ch = result.image.shape[0]
             self.info_label.setText(f"{w} × {h} px · {'RGB' if n_ch >= 3 else 'mono'}")
-            array, params = result.image, self._params
+            array = result.image
         self.view.set_image(display.rgba_to_qimage(rgba), (w, h), quick_step)
         if full_step < quick_step:
             job = _RenderJob(generation, array, params, full_step, self.view_mode())
@@ -581,9 +623,18 @@ class PreviewPanel(QWidget):
         if self._result is not None and self.view_mode() == "rgb":
             self.render()
 
+    @Slot(float, float, float)
+    def _on_levels_changed(self, black: float, midtones: float, white: float) -> None:
+        self._levels = (black, midtones, white)
+        if self._result is not None and self.view_mode() == "rgb":
+            self._levels_timer.start()
+
     @Slot(bool)
     def _on_view_changed(self, _checked: bool) -> None:
-        self.stretch_combo.setEnabled(self._result is not None and self.view_mode() == "rgb")
+        rgb = self._result is not None and self.view_mode() == "rgb"
+        self.stretch_combo.setEnabled(rgb)
+        self.levels_button.setEnabled(rgb)
+        self.stretch_controls.setEnabled(rgb)
         if self._result is not None:
             self.render()
 

@@ -20,7 +20,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from ..display.stretch import StretchMode, stretch_rgb
+from ..display.stretch import StretchMode, StretchParams, compute_params, render_rgb
 from ..engine.coverage import covered_mask
 from ..errors import UsageError, ZeMosaicError
 from ..result import BuildResult
@@ -176,17 +176,36 @@ def write_fits(path: str | Path, result: BuildResult) -> Path:
     return _write_with(path, writer)
 
 
-def write_preview_png(path: str | Path, result: BuildResult, mode: StretchMode = "auto") -> Path:
-    """Write an 8-bit stretched PNG preview atomically (display only)."""
+def write_preview_png(
+    path: str | Path,
+    result: BuildResult,
+    mode: StretchMode = "auto",
+    params: StretchParams | None = None,
+) -> Path:
+    """Write the 8-bit stretched PNG preview atomically (display only).
+
+    Parameters
+    ----------
+    path : path-like
+    result : BuildResult
+    mode : {"auto", "linked", "asinh", "linear"}
+        The automatic stretch, used when ``params`` is not given.
+    params : StretchParams, optional
+        The exact transfer to use (the GUI passes the one on screen, levels included),
+        so the PNG is the screen's image at 1:1.
+    """
     from PIL import Image
 
-    rgb = stretch_rgb(result.image, mode)
-    image = Image.fromarray(rgb[::-1], mode="RGB")  # FITS row 0 is the bottom row
+    if params is None:
+        params = compute_params(result.image, mode)
+    image = Image.fromarray(render_rgb(result.image, params))  # (h, w, 3) uint8: RGB
     return _write_with(path, lambda handle: image.save(handle, format="PNG"))
 
 
 def write_tiff(path: str | Path, result: BuildResult) -> Path:
-    """Write a 16-bit linear TIFF (min..max of the covered data to 0..65535), atomically.
+    """Write a 16-bit *linear* TIFF (min..max of the covered data to 0..65535), atomically.
+
+    Linear on purpose (for further processing): it looks dark until stretched.
 
     Works in row bands: no full-size float copies of a large mosaic.
     """
