@@ -186,21 +186,23 @@ def test_log_panel_colours_counts_copy_and_clear(qtbot):
 # ---- progress ------------------------------------------------------------------------
 
 
-def test_progress_tracker_estimates_time_left():
+def test_progress_tracker_shows_one_bar_and_counts_down():
     now = [100.0]
     tracker = ProgressTracker(clock=lambda: now[0])
     tracker.start()
-    state = tracker.update("load", 0, 10)
+    state = tracker.update("load", 0, 1000)
     assert state.percent == 0 and state.eta_s is None
     now[0] += 2.0
-    state = tracker.update("load", 4, 10)
+    state = tracker.update("coadd pass 1", 400, 1000)
     assert state.percent == 40
     assert state.eta_s == pytest.approx(3.0)
-    assert state.label == "Load · 4/10"
+    assert state.label == "Coadd pass 1"
     assert state.eta_text == "ETA 0:03 · 0:02 elapsed"
-    now[0] += 1.0
-    state = tracker.update("coadd pass 1", 0, 3)  # a new phase restarts the estimate
-    assert state.eta_s is None and state.elapsed_s == pytest.approx(3.0)
+    now[0] += 2.5  # no report: the time left counts down, never to 0:00 before the end
+    assert tracker.current().eta_s == pytest.approx(1.0)
+    state = tracker.update("coadd pass 2", 999, 1000)
+    assert state.percent == 99 and state.eta_s >= 1.0
+    assert tracker.update("done", 1000, 1000).eta_s == 0.0
     assert format_duration(3725) == "1:02:05"
 
 

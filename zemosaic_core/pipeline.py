@@ -23,7 +23,7 @@ from .photometry.matching import match_tiles
 from .result import BuildResult
 from .runtime.cancel import CancelToken, check_cancel
 from .runtime.memory import default_budget, split_budget
-from .runtime.progress import ProgressCallback, report
+from .runtime.progress import BuildProgress, PhaseWork, ProgressCallback, report
 from .runtime.scratch import ScratchSpace
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,63 @@ def _without_outputs(paths: list[Path], config: BuildConfig) -> list[Path]:
     return kept
 
 
+#: Relative cost per input pixel of each phase (per channel for the coadd passes),
+#: for the weights of the build's one progress bar. Ratios of the steps' own costs
+#: (reading, matching statistics, resampling, writing); a rough split is enough, the
+#: time left is measured, not predicted.
+_COST_LOAD = 0.6
+_COST_PLAN = 0.2
+_COST_MATCH = 0.5
+_COST_RESAMPLE = 1.5
+_COST_FINISH = 0.3
+#: The CPU backend keeps pass 1's resampled tiles: its pass 2 only rescales them.
+_CACHED_PASS_SHARE = 0.1
+
+
+def _after_pass_one(config: BuildConfig, pixels: float, channels: int, backend: str):
+    """The phases after pass 1, now that its backend is known."""
+    phases = [p for p in _phase_work(config, pixels, channels) if p.phase in _LATE_PHASES]
+    if backend == "cpu":
+        phases = [
+            PhaseWork(p.phase, p.work * _CACHED_PASS_SHARE) if p.phase == "coadd pass 2" else p
+            for p in phases
+        ]
+    return phases
+
+
+_LATE_PHASES = ("two-pass gains", "coadd pass 2", "colour calibration", "finish")
+
+
+def _phase_work(config: BuildConfig, pixels: float, channels: int) -> list[PhaseWork]:
+    """The phases after loading and their work, from the tiles' pixel count."""
+    coadd = pixels * _COST_RESAMPLE * (1 + channels)
+    phases = [
+        PhaseWork("plan", pixels * _COST_PLAN),
+        PhaseWork("match", pixels * _COST_MATCH if config.match != "none" else 0.0),
+        PhaseWork("coadd pass 1", coadd),
+    ]
+    if config.two_pass.enabled:
+        phases += [
+            # Luminance only, but no cache to reuse: measured between 0.1x and 1x pass 1.
+            PhaseWork("two-pass gains", coadd * 0.4),
+            PhaseWork("coadd pass 2", coadd),
+        ]
+    outputs = sum(p is not None for p in (config.output, config.preview, config.tiff))
+    phases.append(PhaseWork("finish", pixels * channels * _COST_FINISH * outputs))
+    return phases
+
+
+def _file_pixels(paths: Sequence[Path]) -> float:
+    """A rough pixel count before reading: 2 bytes a pixel (most frames are 16-bit)."""
+    total = 0.0
+    for path in paths:
+        try:
+            total += path.stat().st_size / 2
+        except OSError:
+            continue
+    return max(total, 1.0)
+
+
 def build_mosaic(
     inputs: Sequence[str | Path],
     config: BuildConfig,
@@ -71,7 +128,9 @@ def build_mosaic(
         Files or folders (searched recursively).
     config : BuildConfig
     progress : callable, optional
-        ``progress(phase, done, total)``, called from the thread running the build.
+        ``progress(phase, done, PROGRESS_UNITS)``, called from the thread running the
+        build: one bar for the whole build (see `runtime.progress.BuildProgress`),
+        ``phase`` naming the current step.
     cancel : CancelToken, optional
         Checked between files, tiles, chunks and channels.
 
@@ -96,7 +155,15 @@ def build_mosaic(
     if not paths:
         raise NoUsableInputError("no FITS files found in the given inputs")
     budget = split_budget(config.max_memory or default_budget())
+    estimate = _file_pixels(paths)
+    bar = BuildProgress(
+        progress, [PhaseWork("load", estimate * _COST_LOAD), *_phase_work(config, estimate, 3)]
+    )
+    progress = bar  # every step reports into the one bar of the build
     loaded = load_tiles(paths, progress=progress, cancel=cancel, memory_budget=budget.tiles)
+    pixels = float(sum(t.shape[0] * t.shape[1] for t in loaded.tiles))
+    channels = loaded.tiles[0].n_channels
+    bar.plan(_phase_work(config, pixels, channels))
 
     check_cancel(cancel)
     report(progress, "plan", 0, 1)
@@ -131,6 +198,7 @@ def build_mosaic(
             progress=progress,
         )
         gains = None
+        bar.plan(_after_pass_one(config, pixels, channels, result.backend))
         if config.two_pass.enabled:
             check_cancel(cancel)
             gains = session.compute_gains(
@@ -176,7 +244,7 @@ def build_mosaic(
         build.outputs["preview"] = write_preview_png(config.preview, build)
     if config.tiff is not None:
         build.outputs["tiff"] = write_tiff(config.tiff, build)
-    report(progress, "finish", 1, 1)
+    bar.finish()
     logger.info(
         "Mosaic %d x %d px, %d channel(s), %d tile(s), backend=%s, in %.1f s",
         image.shape[2],

@@ -679,7 +679,7 @@ class MainWindow(QMainWindow):
         if state.total > 0:
             self.progress_bar.setRange(0, 100)
             self.progress_bar.setValue(state.percent)
-            self.progress_bar.setFormat(f"{state.percent} %")
+            self.progress_bar.setFormat(f"{state.label} · {state.percent} %")
         else:
             self.progress_bar.setRange(0, 0)
         if not self.runner.cancel_requested():
@@ -690,9 +690,11 @@ class MainWindow(QMainWindow):
     def _tick_elapsed(self) -> None:
         if not self.runner.is_running():
             return
-        state = self._last_state
-        if state is None or state.eta_s is None:
+        state = self._tracker.current()
+        if state is None:
             self.eta_label.setText(f"{format_duration(self._tracker.elapsed())} elapsed")
+        else:  # the time left counts down between the core's reports
+            self.eta_label.setText(state.eta_text)
 
     @Slot(object)
     def _on_succeeded(self, result: Any) -> None:
