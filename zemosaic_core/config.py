@@ -74,7 +74,7 @@ class BuildConfig:
         The science FITS to write (its folder must exist and be writable); ``None``
         builds in memory only (the GUI saves on request).
     preview : Path, optional
-        8-bit PNG preview (linked auto-stretch).
+        8-bit PNG preview (the default display stretch: neutral background).
     tiff : Path, optional
         16-bit TIFF export.
     backend : {"auto", "cpu", "gpu"}
@@ -93,6 +93,12 @@ class BuildConfig:
         Keep tiles that overlap nothing and would blow the canvas up.
     crop : bool
         Auto-crop the result to its covered pixels.
+    north_up : bool
+        A north-up canvas instead of the minimum-area rotated one (the default).
+    colour_calibration : bool
+        Neutralise the background and white-balance the finished mosaic on its stars'
+        average colour (recorded in the FITS header). Off by default: the science
+        FITS stays as coadded.
     """
 
     output: Path | None = None
@@ -108,6 +114,8 @@ class BuildConfig:
     max_size: int = 40000
     keep_isolated: bool = False
     crop: bool = True
+    north_up: bool = False
+    colour_calibration: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -168,7 +168,10 @@ def build_mosaic(
     check_cancel(cancel)
     report(progress, "plan", 0, 1)
     plan, tiles = plan_mosaic(
-        loaded.tiles, max_size=config.max_size, keep_isolated=config.keep_isolated
+        loaded.tiles,
+        max_size=config.max_size,
+        keep_isolated=config.keep_isolated,
+        north_up=config.north_up,
     )
     report(progress, "plan", 1, 1)
     kept = {id(t) for t in tiles}

@@ -142,8 +142,15 @@ def grid_offset(tile_wcs: WCS, out_wcs: WCS) -> tuple[int, int] | None:
     return dy, dx
 
 
-def _optimal_grid(tiles: Sequence[Tile]) -> tuple[WCS, tuple[int, int]]:
-    wcs, shape = find_optimal_celestial_wcs([(t.shape, t.wcs) for t in tiles])
+def _optimal_grid(tiles: Sequence[Tile], north_up: bool = False) -> tuple[WCS, tuple[int, int]]:
+    """The output grid: the minimum-area rotated canvas, or north up on request.
+
+    A single pointing of a smart telescope is seldom aligned with north; a north-up
+    canvas around it is about half empty. The rotation lives in the WCS (PC matrix).
+    """
+    wcs, shape = find_optimal_celestial_wcs(
+        [(t.shape, t.wcs) for t in tiles], auto_rotate=not north_up
+    )
     return wcs, (int(shape[0]), int(shape[1]))
 
 
@@ -170,7 +177,11 @@ def _connected_groups(boxes: Sequence[BoundingBox]) -> list[list[int]]:
 
 
 def plan_mosaic(
-    tiles: Sequence[Tile], *, max_size: int = 40000, keep_isolated: bool = False
+    tiles: Sequence[Tile],
+    *,
+    max_size: int = 40000,
+    keep_isolated: bool = False,
+    north_up: bool = False,
 ) -> tuple[MosaicPlan, list[Tile]]:
     """Plan the output grid for ``tiles``.
 
@@ -184,6 +195,8 @@ def plan_mosaic(
         Largest canvas side accepted, in pixels.
     keep_isolated : bool
         Keep isolated tiles even when they blow the canvas up.
+    north_up : bool
+        A north-up canvas instead of the minimum-area rotated one (the default).
 
     Returns
     -------
@@ -200,19 +213,19 @@ def plan_mosaic(
     if not tiles:
         raise PlanningError("no tiles to plan a mosaic for")
     kept = list(tiles)
-    wcs, shape = _optimal_grid(kept)
+    wcs, shape = _optimal_grid(kept, north_up)
     boxes = [tile_bounding_box(t.wcs, t.shape, wcs, shape) for t in kept]
 
     if not keep_isolated and len(kept) > 2:
         groups = _connected_groups(boxes)
         main = groups[0]
         if len(groups) > 1 and len(main) >= 2:
-            main_wcs, main_shape = _optimal_grid([kept[i] for i in main])
+            main_wcs, main_shape = _optimal_grid([kept[i] for i in main], north_up)
             main_area = main_shape[0] * main_shape[1]
             excluded = []
             for group in groups[1:]:
                 trial = [kept[i] for i in main + group]
-                _, trial_shape = _optimal_grid(trial)
+                _, trial_shape = _optimal_grid(trial, north_up)
                 if trial_shape[0] * trial_shape[1] > 2 * main_area:
                     excluded.extend(group)
             for i in excluded:
@@ -223,7 +236,7 @@ def plan_mosaic(
                 )
             if excluded:
                 kept = [t for i, t in enumerate(kept) if i not in set(excluded)]
-                wcs, shape = _optimal_grid(kept)
+                wcs, shape = _optimal_grid(kept, north_up)
                 boxes = [tile_bounding_box(t.wcs, t.shape, wcs, shape) for t in kept]
 
     if max(shape) > max_size:
