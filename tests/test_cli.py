@@ -99,8 +99,40 @@ def test_rebuilding_into_the_input_folder_ignores_the_previous_mosaic(tmp_path, 
     out = folder / "mosaic.fits"
     args = ["build", str(folder), "-o", str(out), "--backend", "cpu", "--no-progress"]
     assert main(args) == 0
-    assert main(args) == 0  # the first mosaic is now in the folder
+    assert main([*args, "--overwrite"]) == 0  # the first mosaic is now in the folder
     err = capsys.readouterr().err
     assert "mosaic.fits: skipped: it is this build's output" in err
     with fits.open(out) as hdul:
         assert hdul[0].header["NTILES"] == 2
+
+
+def test_version_and_help_for_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    from zemosaic_core import __version__
+
+    assert __version__ in capsys.readouterr().out
+    from zemosaic_core.cli import _parser
+
+    build = next(
+        a
+        for a in _parser()._subparsers._group_actions[0].choices.values()
+        if a.prog.endswith("build")
+    )
+    for action in build._actions:
+        assert action.help, f"{action.option_strings or action.dest} has no help text"
+
+
+def test_default_output_name_and_no_silent_overwrite(tile_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["build", str(tile_dir), "--backend", "cpu", "--no-progress", "--no-two-pass"]
+    assert main(args) == 0
+    out = tmp_path / f"{tile_dir.name}_mosaic.fits"
+    assert out.is_file()
+    before = out.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 2  # never overwritten without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.stat().st_mtime_ns == before
+    assert main([*args, "--overwrite"]) == 0

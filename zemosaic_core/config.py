@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .display.stretch import STRETCH_MODES
+
 BackendName = Literal["auto", "cpu", "gpu"]
 CombineName = Literal["mean", "median", "kappa-sigma", "winsorized"]
 MatchMode = Literal["affine", "offset", "none"]
@@ -75,8 +77,10 @@ class BuildConfig:
         builds in memory only (the GUI saves on request).
     preview : Path, optional
         8-bit PNG preview (the default display stretch: neutral background).
+    preview_stretch : {"auto", "linked", "asinh", "linear"}
+        Display stretch of the PNG preview.
     tiff : Path, optional
-        16-bit TIFF export.
+        16-bit linear TIFF export.
     backend : {"auto", "cpu", "gpu"}
     combine : CombineSpec
     match : {"affine", "offset", "none"}
@@ -103,6 +107,7 @@ class BuildConfig:
 
     output: Path | None = None
     preview: Path | None = None
+    preview_stretch: str = "auto"
     tiff: Path | None = None
     backend: BackendName = "auto"
     combine: CombineSpec = field(default_factory=CombineSpec)
@@ -122,6 +127,10 @@ class BuildConfig:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
         if self.match not in MATCH_MODES:
             raise ValueError(f"unknown match mode {self.match!r}; choose one of {MATCH_MODES}")
+        if self.preview_stretch not in STRETCH_MODES:
+            raise ValueError(
+                f"unknown stretch {self.preview_stretch!r}; choose one of {STRETCH_MODES}"
+            )
         if self.batch_size < 0:
             raise ValueError("batch size must be >= 0 (0 = automatic)")
         if self.max_size < 1:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import BuildConfig
+from .display.colour import apply_colour_calibration, measure_colour_calibration
 from .engine.passes import BackendSession
 from .errors import InputError, NoUsableInputError, UsageError
 from .geometry.planning import plan_mosaic
@@ -98,6 +99,8 @@ def _phase_work(config: BuildConfig, pixels: float, channels: int) -> list[Phase
             PhaseWork("coadd pass 2", coadd),
         ]
     outputs = sum(p is not None for p in (config.output, config.preview, config.tiff))
+    if config.colour_calibration:
+        phases.append(PhaseWork("colour calibration", pixels * channels * 0.05))
     phases.append(PhaseWork("finish", pixels * channels * _COST_FINISH * outputs))
     return phases
 
@@ -184,7 +187,9 @@ def build_mosaic(
     check_cancel(cancel)
     skipped = [*loaded.skipped, *excluded]
     del loaded  # the matched tiles replace the loaded ones: do not hold both
-    tiles = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress).tiles
+    matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
+    tiles, match_gains = matched.tiles, matched.gains if config.match != "none" else None
+    del matched
 
     scratch_dir = config.scratch or (config.output.parent if config.output else None)
     scratch = ScratchSpace(scratch_dir, ram_budget=budget.scratch)
@@ -225,10 +230,27 @@ def build_mosaic(
         scratch.close()
 
     check_cancel(cancel)
-    report(progress, "finish", 0, 1)
     image, coverage, wcs = result.image, result.coverage, plan.wcs
     if config.crop:
         image, coverage, wcs = crop_to_coverage(image, coverage, wcs)
+    calibration = None
+    if config.colour_calibration:
+        report(progress, "colour calibration", 0, 1)
+        calibration = measure_colour_calibration(image)
+        if calibration is None:
+            logger.info("Colour calibration skipped: it needs an RGB mosaic with covered sky")
+        else:
+            # The mosaic is this build's own array: calibrated in place, band by band.
+            image = apply_colour_calibration(image, calibration, out=image)
+            logger.info(
+                "Colour calibration: backgrounds %s -> %.4g, white balance %s from %d star(s)",
+                ", ".join(f"{v:.4g}" for v in calibration.background),
+                calibration.level,
+                ", ".join(f"{v:.3f}" for v in calibration.white_balance),
+                calibration.n_stars,
+            )
+        report(progress, "colour calibration", 1, 1)
+    report(progress, "finish", 0, 1)
     build = BuildResult(
         image=image,
         coverage=coverage,
@@ -239,12 +261,14 @@ def build_mosaic(
         tile_paths=[t.path for t in tiles],
         skipped=skipped,
         gains=gains,
+        match_gains=match_gains,
+        colour_calibration=calibration,
     )
     check_cancel(cancel)
     if config.output is not None:
         build.outputs["fits"] = write_fits(config.output, build)
     if config.preview is not None:
-        build.outputs["preview"] = write_preview_png(config.preview, build)
+        build.outputs["preview"] = write_preview_png(config.preview, build, config.preview_stretch)
     if config.tiff is not None:
         build.outputs["tiff"] = write_tiff(config.tiff, build)
     bar.finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.wcs import WCS
@@ -53,6 +54,10 @@ class BuildResult:
         Inputs left out, each with its reason.
     gains : ndarray or None
         Two-pass gains per tile (None without two-pass).
+    match_gains : ndarray or None
+        Photometric-matching gains per tile (None when matching did not run).
+    colour_calibration : ColourCalibration or None
+        The colour calibration applied to ``image`` (None when not applied).
     outputs : dict of str to Path
         Files written: keys among "fits", "preview", "tiff".
     """
@@ -66,6 +71,8 @@ class BuildResult:
     tile_paths: list[Path]
     skipped: list[InputError] = field(default_factory=list)
     gains: np.ndarray | None = None
+    match_gains: np.ndarray | None = None
+    colour_calibration: Any = None
     outputs: dict[str, Path] = field(default_factory=dict)
 
     @property

@@ -20,6 +20,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from ..display.colour import calibration_header_cards
 from ..display.stretch import StretchMode, StretchParams, compute_params, render_rgb
 from ..engine.coverage import covered_mask
 from ..errors import UsageError, ZeMosaicError
@@ -132,6 +133,10 @@ def fits_headers(result: BuildResult) -> tuple[fits.Header, fits.Header]:
     cards["GPUALL"] = (bool(result.gpu_all), "every pass ran all channels on the GPU")
     if result.n_channels == 3:
         cards["CSPACE"] = ("RGB", "plane order: R, G, B")
+    cards["COLCAL"] = (False, "colour calibration applied")
+    if result.colour_calibration is not None:
+        for key, value, comment in calibration_header_cards(result.colour_calibration):
+            cards[key] = (value, comment)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     cards["DATE"] = (now, "file creation (UTC)")
     cards["CREATOR"] = "ZeMosaic"
