@@ -106,22 +106,163 @@ def test_rebuilding_into_the_input_folder_ignores_the_previous_mosaic(tmp_path, 
         assert hdul[0].header["NTILES"] == 2
 
 
+# ---- one CLI, one home for defaults (issue 15, item 3) ---------------------------------
+
+CORE = Path(__file__).resolve().parents[1] / "zemosaic_core"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_the_core_never_imports_the_gui_or_qt():
+    offenders = {
+        str(path.relative_to(CORE)): sorted(
+            name
+            for name in _imported_modules(path)
+            if name.split(".")[0] in ("zemosaic_gui", "PySide6", "PyQt5", "PyQt6", "qtpy")
+        )
+        for path in CORE.rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_core_messages_name_settings_not_cli_flags():
+    import ast
+
+    flags = []
+    for path in CORE.rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and " --" in f" {node.value}"
+                and any(f"--{c}" in node.value for c in "abcdefghijklmnopqrstuvwxyz")
+            ):
+                flags.append(f"{path.relative_to(CORE)}: {node.value!r}")
+    assert flags == []
+
+
+def test_cli_defaults_and_choices_come_from_the_config():
+    from zemosaic_core.cli import _build_config, _parser
+    from zemosaic_core.config import BACKENDS, COMBINES, MATCH_MODES, BuildConfig
+    from zemosaic_core.display.stretch import STRETCH_MODES
+
+    args = _parser().parse_args(["build", "in", "-o", "out.fits"])
+    assert _build_config(args) == BuildConfig(output=Path("out.fits"))
+    build = _parser()._subparsers._group_actions[0].choices["build"]
+    choices = {a.dest: tuple(a.choices) for a in build._actions if a.choices}
+    assert choices == {
+        "backend": BACKENDS,
+        "combine": COMBINES,
+        "match": MATCH_MODES,
+        "stretch": STRETCH_MODES,
+        "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    }
+
+
+def test_zemosaic_gui_is_found_through_the_installed_entry_point():
+    import zemosaic_gui.app
+    from zemosaic_core.cli import _gui_main
+
+    assert _gui_main() is zemosaic_gui.app.main
+
+
+@pytest.fixture
+def demo_dir(tmp_path, gui_demo_tiles):
+    import shutil
+
+    folder = tmp_path / "demo_tiles"
+    folder.mkdir()
+    for tile in gui_demo_tiles:
+        shutil.copy(tile, folder)
+    return folder
+
+
+def _env_without_display():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["QT_QPA_PLATFORM"] = "xcb"  # a platform that needs a display: there is none
+    return env
+
+
+def test_headless_demo_builds_in_the_core_without_the_gui(demo_dir, tmp_path):
+    out = tmp_path / "out"
+    code = (
+        "import sys\n"
+        "from zemosaic_core.cli import main\n"
+        f"status = main(['run-demo', '--headless', '--demo-dir', {str(demo_dir)!r},"
+        f" '--output-dir', {str(out)!r}, '--backend', 'cpu'])\n"
+        "gui = sorted(m for m in sys.modules if m.startswith(('zemosaic_gui', 'PySide6')))\n"
+        "print('GUI MODULES', gui)\n"
+        "sys.exit(status)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "GUI MODULES []" in proc.stdout
+    for name in ("demo_mosaic.fits", "demo_mosaic.png", "demo_mosaic.tif"):
+        assert str((out / name).resolve()) in proc.stdout
+
+
+def test_run_demo_without_a_display_falls_back_to_the_cli_once(demo_dir, tmp_path):
+    """`make run` with no display: the app hands the build back to the CLI, whose log
+    lines must print once (not once per nested run)."""
+    script = Path(sys.executable).with_name("zemosaic")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [str(script), "run-demo", "--demo-dir", str(demo_dir), "--output-dir", str(out),
+         "--backend", "cpu"],
+        capture_output=True, text=True, timeout=180, env=_env_without_display(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "No display found" in proc.stdout
+    assert proc.stderr.count("Output grid:") == 1, proc.stderr
+    assert (out / "demo_mosaic.fits").is_file()
+
+
+def test_gui_forwards_its_arguments_to_the_app(tmp_path):
+    script = Path(sys.executable).with_name("zemosaic")
+    proc = subprocess.run(
+        [str(script), "gui", "--headless"],
+        capture_output=True, text=True, timeout=120, env=_env_without_display(),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "nothing to build" in proc.stderr
+
+
 def test_version_and_help_for_every_option(capsys):
+    from zemosaic_core import __version__
+    from zemosaic_core.cli import _parser
+
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
-    from zemosaic_core import __version__
-
     assert __version__ in capsys.readouterr().out
-    from zemosaic_core.cli import _parser
-
-    build = next(
-        a
-        for a in _parser()._subparsers._group_actions[0].choices.values()
-        if a.prog.endswith("build")
-    )
-    for action in build._actions:
-        assert action.help, f"{action.option_strings or action.dest} has no help text"
+    for name, command in _parser()._subparsers._group_actions[0].choices.items():
+        if name == "gui":  # its options belong to zemosaic-gui
+            continue
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help"
 
 
 def test_default_output_name_and_no_silent_overwrite(tile_dir, tmp_path, monkeypatch, capsys):
@@ -136,3 +277,26 @@ def test_default_output_name_and_no_silent_overwrite(tile_dir, tmp_path, monkeyp
     assert "--overwrite" in capsys.readouterr().err
     assert out.stat().st_mtime_ns == before
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_log_lines_go_above_the_progress_bar_on_their_own_lines(capsys):
+    import logging
+
+    from zemosaic_core import cli
+
+    handler, previous = cli._configure_logging("INFO")
+    bar = cli._ProgressBar(enabled=True)
+    handler.progress = bar
+    try:
+        bar("coadd pass 1", 400, 1000)
+        logging.getLogger("zemosaic_core.test").warning("a warning line")
+        bar("coadd pass 1", 500, 1000)
+    finally:
+        bar.close()
+        for name, (level, propagate) in previous.items():
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(level)
+            logging.getLogger(name).propagate = propagate
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "a warning line" in line)
+    assert line.split("\r")[-1].startswith("WARNING"), repr(line)

@@ -6,6 +6,7 @@ import shutil
 
 from PySide6.QtWidgets import QApplication
 
+from zemosaic_core.datasets.demo import ensure_demo_tiles
 from zemosaic_gui import MainWindow, app
 
 
@@ -39,10 +40,10 @@ def test_main_opens_the_window_with_the_demo_tiles(
 
 def test_demo_tiles_are_written_on_first_run_only(tmp_path):
     folder = tmp_path / "demo"
-    first = app.ensure_demo_tiles(folder, tile_size=64)
+    first = ensure_demo_tiles(folder, tile_size=64)
     assert len(first) == 6 and all(p.is_file() for p in first)
     stamp = [p.stat().st_mtime_ns for p in first]
-    again = app.ensure_demo_tiles(folder, tile_size=64)
+    again = ensure_demo_tiles(folder, tile_size=64)
     assert again == first and [p.stat().st_mtime_ns for p in again] == stamp
 
 

@@ -39,6 +39,8 @@ def test_isolated_tile_is_excluded_by_name(caplog):
     assert [t.path.name for t in kept] == [t.path.name for t in tiles[:4]]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "mis_solved.fits" in warnings[0]
+    # The message names the setting both front ends show, not a CLI flag.
+    assert "'Keep isolated tiles' setting" in warnings[0] and "--" not in warnings[0]
     assert max(plan.shape) < 300
 
 
@@ -51,8 +53,9 @@ def test_keep_isolated_keeps_it():
 
 def test_canvas_limit_is_refused_with_a_clear_message():
     tiles = grid_tiles(2, 2, size=80)
-    with pytest.raises(PlanningError, match="above the limit of 100 px"):
+    with pytest.raises(PlanningError, match="above the limit of 100 px") as info:
         plan_mosaic(tiles, max_size=100)
+    assert "'Maximum canvas size' setting" in str(info.value) and "--" not in str(info.value)
 
 
 def test_galactic_and_equatorial_tiles_plan_together():

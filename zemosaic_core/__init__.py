@@ -1,8 +1,8 @@
 """ZeMosaic core: colour mosaics from plate-solved FITS images, headless (no Qt here).
 
 The public face: build a mosaic with :func:`build_mosaic` and a :class:`BuildConfig`;
-lower-level steps live in their modules (``loading``, ``planning``, ``matching``,
-``coadd``, ``passes``, ``twopass``, ``outputs``, ``stretch``).
+lower-level steps live in subpackages by domain (``io``, ``geometry``, ``photometry``,
+``engine``, ``display``, ``datasets``, ``runtime``); ``docs/architecture.md`` §8 maps them.
 """
 
 from .config import BuildConfig, CombineSpec, TwoPassSpec

@@ -1,7 +1,13 @@
 """The ``zemosaic`` command line (DESIGN §7): the same pipeline as the GUI, headless.
 
-Exit codes: 0 success, 2 bad usage or no usable input, 1 failure (130 on Ctrl-C).
-Errors are one clear line; the traceback only with ``--log-level DEBUG``.
+It is the product's only command line for builds: the desktop app's headless fallback
+(no display) runs it too. Exit codes (`zemosaic_core.errors`): 0 success, 2 bad usage or
+no usable input, 1 failure (130 on Ctrl-C). Errors are one clear line; the traceback
+only with ``--log-level DEBUG``. Every default and choice comes from
+`zemosaic_core.config` and `zemosaic_core.runtime.logsetup`.
+
+``zemosaic gui`` starts the desktop app through its installed ``zemosaic-gui`` entry
+point: the core never imports the GUI package.
 """
 
 from __future__ import annotations
@@ -9,19 +15,40 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import BACKENDS, COMBINES, MATCH_MODES, BuildConfig, CombineSpec, TwoPassSpec
-from .errors import BuildCancelled, NoUsableInputError, UsageError, ZeMosaicError
+from .config import (
+    BACKENDS,
+    COMBINES,
+    MATCH_MODES,
+    SETTING_LABELS,
+    BuildConfig,
+    CombineSpec,
+    TwoPassSpec,
+)
+from .errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BuildCancelled,
+    UsageError,
+    ZeMosaicError,
+    exit_status,
+)
 from .runtime.cancel import CancelToken
-from .runtime.logsetup import LOG_LEVELS, PRODUCT_LOGGERS, set_log_level
+from .runtime.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS, PRODUCT_LOGGERS, set_log_level
 from .runtime.memory import parse_size
 from .runtime.progress import EtaEstimator, format_duration
 
+__all__ = ["GUI_ENTRY_POINT", "main"]
+
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The desktop app's script (``[project.gui-scripts]``); ``zemosaic gui`` starts it.
+GUI_ENTRY_POINT = "zemosaic-gui"
+#: The entry-point group that script is registered in.
+GUI_ENTRY_POINT_GROUP = "gui_scripts"
 
 
 def _size(text: str) -> int:
@@ -57,9 +84,190 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {default})"
 
 
+def default_output(inputs: Sequence[str | Path]) -> Path:
+    """``<name of the first input>_mosaic.fits`` in the current folder.
+
+    ``zemosaic build FOLDER`` then just works, and never writes into the input folder.
+    """
+    first = Path(inputs[0])
+    name = first.name if first.is_dir() else first.name.split(".")[0]
+    return Path(f"{name or 'zemosaic'}_mosaic.fits")
+
+
+def _refuse_overwrite(config: BuildConfig) -> None:
+    existing = [p for p in (config.output, config.preview, config.tiff) if p and Path(p).exists()]
+    if existing:
+        names = ", ".join(str(p) for p in existing)
+        raise UsageError(f"{names} already exists; use --overwrite to replace it")
+
+
+def _label(key: str, text: str = "") -> str:
+    """Help text that names the setting as the GUI and the core's messages do."""
+    label = SETTING_LABELS[key]
+    return f"{label} setting: {text}" if text else f"{label} setting"
+
+
+def _add_build_options(build: argparse.ArgumentParser) -> None:
+    """The build flags; every default is `BuildConfig`'s."""
+    config = BuildConfig()
+    combine, two_pass = config.combine, config.two_pass
+    from .display.stretch import STRETCH_LABELS, STRETCH_MODES
+
+    build.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="output FITS (default: <first input's name>_mosaic.fits in the current folder)",
+    )
+    build.add_argument(
+        "--overwrite", action="store_true", help="replace output files that already exist"
+    )
+    build.add_argument(
+        "--backend", choices=BACKENDS, default=config.backend, help=_label("backend")
+    )
+    build.add_argument(
+        "--combine", choices=COMBINES, default=combine.method, help=_label("combine")
+    )
+    build.add_argument(
+        "--kappa",
+        type=_positive_float,
+        default=combine.kappa,
+        help=_label("combine.kappa", "kappa-sigma threshold"),
+    )
+    build.add_argument(
+        "--iterations",
+        type=int,
+        default=combine.iterations,
+        help=_label("combine.iterations", "kappa-sigma iterations"),
+    )
+    build.add_argument(
+        "--winsor-limits",
+        nargs=2,
+        type=float,
+        default=combine.limits,
+        metavar=("LO", "HI"),
+        help=_label("combine.limits"),
+    )
+    build.add_argument("--match", choices=MATCH_MODES, default=config.match, help=_label("match"))
+    build.add_argument(
+        "--two-pass",
+        action=argparse.BooleanOptionalAction,
+        default=two_pass.enabled,
+        help=_label("two_pass"),
+    )
+    build.add_argument(
+        "--two-pass-sigma",
+        type=_positive_float,
+        default=two_pass.sigma,
+        metavar="PX",
+        help=_label("two_pass.sigma"),
+    )
+    build.add_argument(
+        "--two-pass-gain-clip",
+        nargs=2,
+        type=float,
+        default=two_pass.gain_clip,
+        metavar=("LO", "HI"),
+        help=_label("two_pass.gain_clip"),
+    )
+    build.add_argument(
+        "--batch-size",
+        type=int,
+        default=config.batch_size,
+        metavar="N",
+        help=_label("batch_size", "0 = automatic"),
+    )
+    build.add_argument(
+        "--max-memory",
+        type=_size,
+        default=config.max_memory,
+        metavar="SIZE",
+        help=_label("max_memory", "default half of the RAM"),
+    )
+    build.add_argument(
+        "--scratch",
+        type=Path,
+        default=config.scratch,
+        metavar="DIR",
+        help=_label("scratch", "default beside the output"),
+    )
+    build.add_argument(
+        "--max-size",
+        type=int,
+        default=config.max_size,
+        metavar="PX",
+        help=_label("max_size", "largest canvas side"),
+    )
+    build.add_argument(
+        "--keep-isolated",
+        action="store_true",
+        default=config.keep_isolated,
+        help=_label("keep_isolated"),
+    )
+    build.add_argument(
+        "--no-crop",
+        dest="crop",
+        action="store_false",
+        default=config.crop,
+        help=_label("crop", "off: keep the full planned canvas"),
+    )
+    build.add_argument(
+        "--north-up",
+        action="store_true",
+        default=config.north_up,
+        help=_label("north_up", "a north-up canvas, not the minimum-area rotated one"),
+    )
+    build.add_argument(
+        "--colour-calibration",
+        "--color-calibration",
+        action="store_true",
+        default=config.colour_calibration,
+        help=_label(
+            "colour_calibration",
+            "neutral background and white balance on the stars, recorded in the FITS",
+        ),
+    )
+    build.add_argument(
+        "--preview",
+        type=Path,
+        default=config.preview,
+        metavar="OUT.png",
+        help="write the stretched 8-bit PNG preview",
+    )
+    build.add_argument(
+        "--stretch",
+        choices=STRETCH_MODES,
+        default=config.preview_stretch,
+        help=_label(
+            "preview_stretch",
+            "; ".join(f"{m} = {STRETCH_LABELS[m]}" for m in STRETCH_MODES),
+        ),
+    )
+    build.add_argument(
+        "--tiff",
+        type=Path,
+        default=config.tiff,
+        metavar="OUT.tif",
+        help="write a 16-bit linear TIFF (dark until stretched)",
+    )
+
+
+def _add_run_options(command: argparse.ArgumentParser) -> None:
+    """Log level and progress bar: the options of every command that builds."""
+    command.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=DEFAULT_LOG_LEVEL,
+        type=str.upper,
+        help="detail of the log lines",
+    )
+    command.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .display.stretch import STRETCH_LABELS, STRETCH_MODES
+    from .datasets.demo import DEFAULT_DEMO_DIR, DEFAULT_DEMO_OUTPUT_DIR
 
     parser = argparse.ArgumentParser(
         prog="zemosaic", description="Colour mosaics from plate-solved FITS images."
@@ -76,130 +284,21 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="FITS files or folders (searched recursively)"
     )
-    build.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        default=None,
-        help="output FITS (default: <first input's name>_mosaic.fits in the current folder)",
-    )
-    build.add_argument(
-        "--overwrite", action="store_true", help="replace output files that already exist"
-    )
-    build.add_argument(
-        "--backend", choices=BACKENDS, default="auto", help="auto: the GPU when usable, else CPU"
-    )
-    build.add_argument(
-        "--combine", choices=COMBINES, default="mean", help="how overlapping tiles are combined"
-    )
-    build.add_argument(
-        "--kappa", type=_positive_float, default=3.0, help="kappa-sigma: rejection threshold"
-    )
-    build.add_argument("--iterations", type=int, default=3, help="kappa-sigma: clipping rounds")
-    build.add_argument(
-        "--winsor-limits",
-        nargs=2,
-        type=float,
-        default=(0.1, 0.1),
-        metavar=("LO", "HI"),
-        help="winsorized: fractions clipped at the low and high end",
-    )
-    build.add_argument(
-        "--match",
-        choices=MATCH_MODES,
-        default="affine",
-        help="photometric matching of the tiles from their overlaps",
-    )
-    build.add_argument(
-        "--two-pass",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="two-pass coverage renormalization",
-    )
-    build.add_argument(
-        "--two-pass-sigma",
-        type=_positive_float,
-        default=50.0,
-        metavar="PX",
-        help="two-pass: blur of the coverage map, in output pixels",
-    )
-    build.add_argument(
-        "--two-pass-gain-clip",
-        nargs=2,
-        type=float,
-        default=(0.85, 1.18),
-        metavar=("LO", "HI"),
-        help="two-pass: limits of the per-tile gain",
-    )
-    build.add_argument(
-        "--batch-size",
-        type=int,
-        default=0,
-        metavar="N",
-        help="tiles held in memory at once (0 = automatic from the memory budget)",
-    )
-    build.add_argument(
-        "--max-memory",
-        type=_size,
-        default=None,
-        metavar="SIZE",
-        help="memory budget, e.g. 4G (default: half of the RAM)",
-    )
-    build.add_argument(
-        "--scratch",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="folder for temporary scratch files (default: beside the output)",
-    )
-    build.add_argument(
-        "--max-size", type=int, default=40000, metavar="PX", help="largest canvas side accepted"
-    )
-    build.add_argument(
-        "--keep-isolated",
-        action="store_true",
-        help="keep tiles that overlap no other and would blow the canvas up",
-    )
-    build.add_argument(
-        "--north-up",
-        action="store_true",
-        help="a north-up canvas instead of the minimum-area rotated one",
-    )
-    build.add_argument(
-        "--colour-calibration",
-        "--color-calibration",
-        action="store_true",
-        help="neutralise the background and white-balance on the stars (recorded in the FITS)",
-    )
-    build.add_argument("--no-crop", action="store_true", help="keep the full planned canvas")
-    build.add_argument(
-        "--preview", type=Path, default=None, metavar="OUT.png", help="write a stretched 8-bit PNG"
-    )
-    build.add_argument(
-        "--stretch",
-        choices=STRETCH_MODES,
-        default="auto",
-        help="stretch of the PNG: "
-        + ", ".join(f"{m} = {STRETCH_LABELS[m]}" for m in STRETCH_MODES),
-    )
-    build.add_argument(
-        "--tiff", type=Path, default=None, metavar="OUT.tif", help="write a 16-bit linear TIFF"
-    )
-    build.add_argument(
-        "--log-level", choices=LOG_LEVELS, default="INFO", type=str.upper, help="log detail"
-    )
-    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_build_options(build)
+    _add_run_options(build)
 
     demo = sub.add_parser(
-        "demo-data",
-        help="write the synthetic demo tiles",
-        formatter_class=_HelpFormatter,
+        "demo-data", help="write the synthetic demo tiles", formatter_class=_HelpFormatter
     )
     demo.add_argument("directory", type=Path, help="folder to write the tiles into")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic sky")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic sky")
 
-    gui = sub.add_parser("gui", help="open the desktop app")
-    gui.add_argument("inputs", nargs="*", metavar="INPUT", help="FITS files or folders to list")
+    sub.add_parser(
+        "gui",
+        help="open the desktop app (any further arguments go to zemosaic-gui)",
+        usage="zemosaic gui [INPUT...] [zemosaic-gui options]",
+        add_help=False,
+    )
 
     run_demo = sub.add_parser(
         "run-demo",
@@ -207,35 +306,42 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     run_demo.add_argument(
-        "--demo-dir", type=Path, default=Path("demo_tiles"), help="where the demo tiles live"
+        "--demo-dir", type=Path, default=DEFAULT_DEMO_DIR, help="where the demo tiles are"
     )
     run_demo.add_argument(
-        "--output-dir", type=Path, default=Path("demo_output"), help="where outputs go"
+        "--output-dir", type=Path, default=DEFAULT_DEMO_OUTPUT_DIR, help="where outputs go"
     )
     run_demo.add_argument("--headless", action="store_true", help="build without a window")
+    run_demo.add_argument("--backend", choices=BACKENDS, default=None, help=_label("backend"))
+    _add_run_options(run_demo)
     return parser
 
 
-def default_output(inputs: Sequence[str | Path]) -> Path:
-    """``<name of the first input>_mosaic.fits`` in the current folder.
+class _StderrHandler(logging.StreamHandler):
+    """The CLI's handler: recognised so that a nested run (the app's headless fallback
+    started by ``zemosaic run-demo``) prints each line once. While a progress bar runs,
+    each log line goes above it, on its own line."""
 
-    ``zemosaic build FOLDER`` then just works, never writing into the input folder.
-    """
-    first = Path(inputs[0])
-    name = first.name if first.is_dir() else first.name.split(".")[0]
-    return Path(f"{name or 'zemosaic'}_mosaic.fits")
+    progress: _ProgressBar | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        bar = self.progress.bar if self.progress is not None else None
+        if bar is None:
+            super().emit(record)
+            return
+        try:
+            bar.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
 
 
-def _refuse_overwrite(config: BuildConfig) -> None:
-    existing = [p for p in (config.output, config.preview, config.tiff) if p and Path(p).exists()]
-    if existing:
-        names = ", ".join(str(p) for p in existing)
-        raise UsageError(f"{names} already exists; use --overwrite to replace it")
-
-
-def _configure_logging(level: str) -> tuple[_BarAwareHandler, dict[str, tuple[int, bool]]]:
+def _configure_logging(level: str) -> tuple[logging.Handler | None, dict[str, tuple[int, bool]]]:
     """Attach a stderr handler to the product's loggers; returns what to restore."""
-    handler = _BarAwareHandler()
+    for existing in logging.getLogger(PRODUCT_LOGGERS[0]).handlers:
+        if isinstance(existing, _StderrHandler):  # an outer run prints already
+            set_log_level(level, existing)
+            return None, {}
+    handler = _StderrHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
     previous = {}
     for name in PRODUCT_LOGGERS:
@@ -263,10 +369,9 @@ class _ProgressBar:
         if self.bar is None:
             self.bar = tqdm(
                 total=100,
-                unit="%",
                 leave=False,
                 file=sys.stderr,
-                bar_format="{desc:<16} {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+                bar_format="{desc:<18} {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
             )
         self.eta.update(done / total)
         eta = self.eta.eta()
@@ -283,32 +388,11 @@ class _ProgressBar:
             self.bar = None
 
 
-class _BarAwareHandler(logging.StreamHandler):
-    """Writes log lines above a running tqdm bar, each on its own line."""
-
-    def __init__(self, progress: _ProgressBar | None = None) -> None:
-        super().__init__(sys.stderr)
-        self.progress = progress
-
-    def emit(self, record: logging.LogRecord) -> None:
-        bar = self.progress.bar if self.progress is not None else None
-        if bar is None:
-            super().emit(record)
-            return
-        try:
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:
-            self.handleError(record)
-
-
 def _build_config(args: argparse.Namespace) -> BuildConfig:
     try:
         return BuildConfig(
             output=args.output if args.output is not None else default_output(args.inputs),
             preview=args.preview,
-            preview_stretch=args.stretch,
             tiff=args.tiff,
             backend=args.backend,
             combine=CombineSpec(
@@ -328,31 +412,44 @@ def _build_config(args: argparse.Namespace) -> BuildConfig:
             scratch=args.scratch,
             max_size=args.max_size,
             keep_isolated=args.keep_isolated,
-            crop=not args.no_crop,
+            crop=args.crop,
             north_up=args.north_up,
             colour_calibration=args.colour_calibration,
+            preview_stretch=args.stretch,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _cmd_build(args: argparse.Namespace, handler: _BarAwareHandler) -> int:
+def _run_build(inputs: Sequence[str | Path], config: BuildConfig, *, progress: bool) -> int:
+    """Build, print where each output went, and return the exit status."""
     from .pipeline import build_mosaic
 
-    config = _build_config(args)
-    if not args.overwrite:
-        _refuse_overwrite(config)
-    bar = _ProgressBar(enabled=not args.no_progress and sys.stderr.isatty())
-    handler.progress = bar
+    bar = _ProgressBar(enabled=progress and sys.stderr.isatty())
+    handlers = [
+        h for h in logging.getLogger(PRODUCT_LOGGERS[0]).handlers if isinstance(h, _StderrHandler)
+    ]
+    for handler in handlers:
+        handler.progress = bar
     try:
-        result = build_mosaic(args.inputs, config, progress=bar, cancel=CancelToken())
+        result = build_mosaic(inputs, config, progress=bar, cancel=CancelToken())
     finally:
         bar.close()
+        for handler in handlers:
+            handler.progress = None
+    print(f"Built the mosaic ({result.backend} backend, gpu_all={result.gpu_all}). Outputs:")
     for kind, path in result.outputs.items():
-        print(f"{kind}: {path}")
+        print(f"{kind}: {Path(path).resolve()}")
     if result.skipped:
         print(f"skipped {len(result.skipped)} input(s); see the warnings above", file=sys.stderr)
     return EXIT_OK
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    config = _build_config(args)
+    if not args.overwrite:
+        _refuse_overwrite(config)
+    return _run_build(args.inputs, config, progress=not args.no_progress)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
@@ -363,44 +460,69 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _gui_main():
-    """The desktop app's entry point (imported on demand: the core never needs Qt)."""
-    try:
-        from zemosaic_gui.app import main as gui_main
-    except ImportError as exc:
-        raise ZeMosaicError(f"the desktop app is not available: {exc}") from None
-    return gui_main
+def _gui_main() -> Callable[[list[str]], int | None]:
+    """The desktop app's ``main``, found through its installed ``zemosaic-gui`` entry point.
+
+    The lookup keeps the dependency one way (the GUI depends on the core, never the
+    reverse) and starts the same function as the ``zemosaic-gui`` script.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=GUI_ENTRY_POINT_GROUP, name=GUI_ENTRY_POINT):
+        try:
+            return entry.load()
+        except ImportError as exc:
+            raise ZeMosaicError(f"the desktop app cannot start: {exc}") from None
+    raise ZeMosaicError(
+        f"the desktop app is not installed (no {GUI_ENTRY_POINT!r} entry point); "
+        "install ZeMosaic with pip to get it"
+    )
 
 
 def _cmd_run_demo(args: argparse.Namespace) -> int:
-    # The app owns the launch rules (display detection, the Qt platform check, demo
-    # tiles on first run, the headless fallback): one place for them.
+    if args.headless:
+        from .datasets.demo import ensure_demo_tiles
+
+        tiles = ensure_demo_tiles(args.demo_dir)
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        stem = args.output_dir / "demo_mosaic"
+        config = BuildConfig(
+            output=stem.with_suffix(".fits"),
+            preview=stem.with_suffix(".png"),
+            tiff=stem.with_suffix(".tif"),
+            backend=args.backend or BuildConfig().backend,
+        )
+        return _run_build(tiles, config, progress=not args.no_progress)
+    # The app owns the launch rules (display detection, the Qt platform check, the
+    # headless fallback, which comes back here): one place for them.
     argv = ["--demo", str(args.demo_dir), "--output-dir", str(args.output_dir)]
-    return int(_gui_main()([*argv, "--headless"] if args.headless else argv) or 0)
+    if args.backend:
+        argv += ["--backend", args.backend]
+    return int(_gui_main()(argv) or 0)
 
 
 def _cmd_gui(args: argparse.Namespace) -> int:
-    return int(_gui_main()(list(args.inputs)) or 0)
+    return int(_gui_main()(list(args.app_args)) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zemosaic`` console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
-    level = getattr(args, "log_level", "INFO")
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "gui":
+        args.app_args = extra  # zemosaic-gui parses its own inputs and options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    level = getattr(args, "log_level", DEFAULT_LOG_LEVEL)
     handler, previous = _configure_logging(level)
     commands = {
-        "build": lambda a: _cmd_build(a, handler),
+        "build": _cmd_build,
         "demo-data": _cmd_demo_data,
         "gui": _cmd_gui,
         "run-demo": _cmd_run_demo,
     }
     try:
         return commands[args.command](args)
-    except (UsageError, NoUsableInputError) as exc:
-        logger.debug("details", exc_info=True)
-        print(f"zemosaic: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except BuildCancelled:
         print("zemosaic: cancelled; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -411,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ZeMosaicError as exc:
         logger.debug("details", exc_info=True)
         print(f"zemosaic: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return exit_status(exc)
     except Exception as exc:  # a bug: one line, the traceback at DEBUG
         logger.debug("unexpected failure", exc_info=True)
         print(f"zemosaic: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)

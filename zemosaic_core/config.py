@@ -1,12 +1,15 @@
-"""Build settings shared by the CLI, the GUI and the library API."""
+"""Build settings shared by the CLI, the GUI and the library API.
+
+This module is the one home of every build setting's default and choices: the CLI's
+flags and the GUI's widgets read them from the dataclasses and tuples here, and
+`SETTING_LABELS` names each setting the way messages and both front ends show it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-
-from .display.stretch import STRETCH_MODES
 
 BackendName = Literal["auto", "cpu", "gpu"]
 CombineName = Literal["mean", "median", "kappa-sigma", "winsorized"]
@@ -15,6 +18,50 @@ MatchMode = Literal["affine", "offset", "none"]
 BACKENDS: tuple[str, ...] = ("auto", "cpu", "gpu")
 COMBINES: tuple[str, ...] = ("mean", "median", "kappa-sigma", "winsorized")
 MATCH_MODES: tuple[str, ...] = ("affine", "offset", "none")
+#: Display stretches (``zemosaic_core.display.stretch``); the first is the default.
+STRETCH_MODES: tuple[str, ...] = ("auto", "linked", "asinh", "linear")
+
+#: Largest canvas side accepted by default, in pixels (DESIGN §2).
+DEFAULT_MAX_SIZE_PX = 40000
+
+#: What users call each setting (``BuildConfig`` field, or ``"<spec>.<field>"``): the GUI's
+#: label and the name core messages use, so a message never names a CLI flag a GUI user
+#: cannot see. The CLI's help shows the same names next to its flags.
+SETTING_LABELS: dict[str, str] = {
+    "backend": "Backend",
+    "combine": "Combine",
+    "combine.kappa": "Kappa",
+    "combine.iterations": "Iterations",
+    "combine.limits": "Winsorized limits",
+    "match": "Match",
+    "two_pass": "Two-pass coverage renormalization",
+    "two_pass.sigma": "Two-pass sigma",
+    "two_pass.gain_clip": "Gain clip",
+    "batch_size": "Batch size",
+    "max_memory": "Memory budget",
+    "scratch": "Scratch folder",
+    "max_size": "Maximum canvas size",
+    "keep_isolated": "Keep isolated tiles",
+    "crop": "Crop to coverage",
+    "north_up": "North up",
+    "colour_calibration": "Colour calibration",
+    "preview_stretch": "Preview stretch",
+}
+
+
+def setting_name(key: str) -> str:
+    """The setting ``key`` as messages name it: ``"the 'Keep isolated tiles' setting"``.
+
+    Parameters
+    ----------
+    key : str
+        A key of `SETTING_LABELS`.
+
+    Returns
+    -------
+    str
+    """
+    return f"the '{SETTING_LABELS[key]}' setting"
 
 
 @dataclass(frozen=True)
@@ -116,7 +163,7 @@ class BuildConfig:
     batch_size: int = 0
     max_memory: int | None = None
     scratch: Path | None = None
-    max_size: int = 40000
+    max_size: int = DEFAULT_MAX_SIZE_PX
     keep_isolated: bool = False
     crop: bool = True
     north_up: bool = False

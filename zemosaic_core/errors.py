@@ -1,8 +1,16 @@
-"""Exceptions shared by the whole core."""
+"""Exceptions shared by the whole core, and the exit status each one means.
+
+The exit statuses are the CLI's (DESIGN §7): every front end that ends a process with
+one takes it from here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+#: Exit statuses: success, failure, bad usage or no usable input, interrupted (Ctrl-C or
+#: a cancelled build).
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class ZeMosaicError(Exception):
@@ -47,3 +55,23 @@ class BackendError(ZeMosaicError):
 
 class BuildCancelled(ZeMosaicError):
     """The user cancelled the build; nothing was written."""
+
+
+def exit_status(error: BaseException) -> int:
+    """The exit status that ends a process stopped by ``error``.
+
+    Parameters
+    ----------
+    error : BaseException
+
+    Returns
+    -------
+    int
+        `EXIT_USAGE` for bad usage or no usable input, `EXIT_INTERRUPTED` for a
+        cancelled or interrupted build, else `EXIT_FAILURE`.
+    """
+    if isinstance(error, (UsageError, NoUsableInputError)):
+        return EXIT_USAGE
+    if isinstance(error, (BuildCancelled, KeyboardInterrupt)):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURE

@@ -2,8 +2,9 @@
 
 ``main(argv)`` opens the window on the given inputs. With ``--demo [DIR]`` it writes the
 demo tiles into DIR on first run and loads them. Without a display (Linux with neither
-``DISPLAY`` nor ``WAYLAND_DISPLAY``, and no off-screen Qt platform requested) it builds
-the mosaic headless instead, says so, and prints where the outputs are.
+``DISPLAY`` nor ``WAYLAND_DISPLAY``, and no off-screen Qt platform requested) it says so
+and hands the build to the core's command line (``zemosaic build`` / ``zemosaic
+run-demo --headless``): one command line, one set of exit codes and error messages.
 """
 
 from __future__ import annotations
@@ -15,14 +16,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from zemosaic_core.config import BACKENDS
+from zemosaic_core.datasets.demo import (
+    DEFAULT_DEMO_DIR,
+    DEFAULT_DEMO_OUTPUT_DIR,
+    ensure_demo_tiles,
+)
+from zemosaic_core.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from zemosaic_core.runtime.logsetup import LOG_LEVELS
+
 log = logging.getLogger(__name__)
 
-DEFAULT_DEMO_DIR = Path("demo_tiles")
-DEFAULT_OUTPUT_DIR = Path("demo_output")
 #: Qt platforms that need no display server.
 HEADLESS_QT_PLATFORMS = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb", "vkkhrdisplay")
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 #: Windows opened by `main` inside an application it does not own (kept alive here).
 _OPEN_WINDOWS: list[object] = []
@@ -51,14 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help=f"where headless builds write and Save as starts (default {DEFAULT_OUTPUT_DIR} for the demo)",
+        help=f"where headless builds write and Save as starts (default {DEFAULT_DEMO_OUTPUT_DIR} for the demo)",
     )
-    parser.add_argument(
-        "--backend", choices=("auto", "cpu", "gpu"), default=None, help="backend to select"
-    )
+    parser.add_argument("--backend", choices=BACKENDS, default=None, help="backend to select")
     parser.add_argument(
         "--log-level",
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        choices=LOG_LEVELS,
         type=str.upper,
         default=None,
         help="log level of the zemosaic loggers (default: the last one used)",
@@ -98,29 +102,6 @@ def has_display(environ: dict[str, str] | None = None, platform: str | None = No
     return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
-def ensure_demo_tiles(directory: Path, tile_size: int | None = None) -> list[Path]:
-    """The demo tiles in ``directory``, written there on first use.
-
-    Parameters
-    ----------
-    directory : Path
-    tile_size : int, optional
-        Side of the tiles when they are written (default: the core's).
-
-    Returns
-    -------
-    list of Path
-    """
-    existing = sorted(directory.glob("*.fits")) if directory.is_dir() else []
-    if existing:
-        return existing
-    from zemosaic_core.datasets.demo import write_demo_tiles
-
-    print(f"Writing the demo tiles to {directory} (first run)…", flush=True)
-    kwargs = {"tile_size": tile_size} if tile_size else {}
-    return list(write_demo_tiles(directory, **kwargs))
-
-
 def _demo_dir(args: argparse.Namespace) -> Path | None:
     if args.demo_dir is not None:
         return Path(args.demo_dir)
@@ -130,7 +111,7 @@ def _demo_dir(args: argparse.Namespace) -> Path | None:
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    """Build the demo (or the given inputs) without a window and print the outputs.
+    """Build the demo (or the given inputs) without a window, through the core's CLI.
 
     Parameters
     ----------
@@ -140,61 +121,38 @@ def run_headless(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 on success, 2 when there is nothing usable to build, 1 on failure.
+        The exit status of ``zemosaic`` (0 success, 2 nothing usable to build, 1 failure).
     """
-    from zemosaic_core import BuildConfig, ZeMosaicError, build_mosaic
-    from zemosaic_core.errors import NoUsableInputError, UsageError
+    from zemosaic_core import cli
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)-7s %(message)s"))
-    level = args.log_level or "INFO"
-    for name in ("zemosaic_core", "zemosaic_gui"):
-        product = logging.getLogger(name)
-        # Started from the `zemosaic` CLI, the loggers already print: do not double.
-        if not any(isinstance(h, logging.StreamHandler) for h in product.handlers):
-            product.addHandler(handler)
-        product.setLevel(level)
-    try:
-        inputs: list[Path] = [Path(p) for p in args.inputs]
-        demo = _demo_dir(args)
+    options: list[str] = []
+    if args.backend:
+        options += ["--backend", args.backend]
+    if args.log_level:
+        options += ["--log-level", args.log_level]
+    demo = _demo_dir(args)
+    output_dir = Path(args.output_dir or DEFAULT_DEMO_OUTPUT_DIR)
+    if args.inputs:
+        inputs = [str(p) for p in args.inputs]
         if demo is not None:
-            inputs += ensure_demo_tiles(demo)
-        if not inputs:
-            print(
-                "zemosaic-gui: no display and nothing to build: give FITS inputs or --demo.",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        output_dir = Path(args.output_dir or DEFAULT_OUTPUT_DIR)
+            inputs += [str(p) for p in ensure_demo_tiles(demo)]
         output_dir.mkdir(parents=True, exist_ok=True)
-        stem = "demo_mosaic" if demo is not None and not args.inputs else "mosaic"
-        config = BuildConfig(
-            output=output_dir / f"{stem}.fits",
-            preview=output_dir / f"{stem}.png",
-            tiff=output_dir / f"{stem}.tif",
-            backend=args.backend or "auto",
-        )
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if total and done == total:
-                print(f"  {phase}: done", file=sys.stderr, flush=True)
-
-        result = build_mosaic(inputs, config, progress=progress)
-    except (NoUsableInputError, UsageError) as exc:
-        print(f"zemosaic-gui: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ZeMosaicError as exc:
-        print(f"zemosaic-gui: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    finally:
-        for name in ("zemosaic_core", "zemosaic_gui"):
-            logging.getLogger(name).removeHandler(handler)
+        stem = output_dir / "mosaic"
+        return cli.main(
+            ["build", *inputs, "-o", str(stem.with_suffix(".fits")),
+             "--preview", str(stem.with_suffix(".png")), "--tiff", str(stem.with_suffix(".tif")),
+             *options]
+        )  # fmt: skip
+    if demo is not None:
+        return cli.main(
+            ["run-demo", "--headless", "--demo-dir", str(demo), "--output-dir", str(output_dir),
+             *options]
+        )  # fmt: skip
     print(
-        f"Built the mosaic headless ({result.backend} backend, gpu_all={result.gpu_all}). Outputs:"
+        "zemosaic-gui: no display and nothing to build: give FITS inputs or --demo.",
+        file=sys.stderr,
     )
-    for kind, path in sorted(result.outputs.items()):
-        print(f"  {kind:<8} {Path(path).resolve()}")
-    return EXIT_OK
+    return EXIT_USAGE
 
 
 def open_window(args: argparse.Namespace, settings: object | None = None) -> object:
@@ -224,7 +182,7 @@ def open_window(args: argparse.Namespace, settings: object | None = None) -> obj
     if demo is not None:
         tiles = ensure_demo_tiles(demo)
         window.add_inputs(tiles)
-        output_dir = Path(args.output_dir or DEFAULT_OUTPUT_DIR)
+        output_dir = Path(args.output_dir or DEFAULT_DEMO_OUTPUT_DIR)
         output_dir.mkdir(parents=True, exist_ok=True)
         window.last_save_dir = str(output_dir.resolve())
         log.info("Demo tiles loaded from %s — click Build mosaic (Ctrl+B)", demo)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import qtawesome as qta
-from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from .core_access import CORE_LOCK
+from .tasks import Task, start_task
 from .theme import COLORS
 
 log = logging.getLogger(__name__)
@@ -80,31 +81,16 @@ def _default_probe(path: Path) -> Any:
     return probe_input(path)
 
 
-class _ProbeSignals(QObject):
-    probed = Signal(int, str, object)
-
-
-class _ProbeJob(QRunnable):
-    """Checks the headers of a list of files off the GUI thread."""
-
-    def __init__(self, generation: int, paths: list[Path], probe: Callable[[Path], Any]) -> None:
-        super().__init__()
-        self.generation = generation
-        self.paths = paths
-        self.probe = probe
-        self.signals = _ProbeSignals()
-
-    def run(self) -> None:
-        for path in self.paths:
-            try:
-                with CORE_LOCK:
-                    outcome: Any = self.probe(path)
-            except Exception as exc:  # a probe that raises is a skipped file, with the reason
-                outcome = exc
-            try:
-                self.signals.probed.emit(self.generation, str(path), outcome)
-            except RuntimeError:  # pragma: no cover - the panel was closed meanwhile
-                return
+def _probe_each(paths: list[Path], probe: Callable[[Path], Any]) -> Iterator[tuple[str, Any]]:
+    """``(path, outcome)`` per file, in a pool thread; a probe that raises gives the
+    exception as the outcome (a skipped file, with the reason)."""
+    for path in paths:
+        try:
+            with CORE_LOCK:
+                outcome: Any = probe(path)
+        except Exception as exc:
+            outcome = exc
+        yield str(path), outcome
 
 
 class _ElideRightDelegate(QStyledItemDelegate):
@@ -242,7 +228,7 @@ class InputPanel(QWidget):
         self._generation = 0
         self._pending = 0
         self._items: dict[str, QTreeWidgetItem] = {}
-        self._jobs: list[_ProbeJob] = []
+        self._jobs: list[Task] = []
         self.last_folder = ""
 
         title = QLabel("INPUTS")
@@ -393,13 +379,16 @@ class InputPanel(QWidget):
 
     def _start_probe(self, paths: list[Path]) -> None:
         self._pending += len(paths)
-        job = _ProbeJob(self._generation, paths, self._probe)
-        job.setAutoDelete(False)
-        job.signals.probed.connect(self._on_probed)
-        self._jobs.append(job)
-        QThreadPool.globalInstance().start(job)
+        generation = self._generation
+        task = start_task(
+            _probe_each,
+            paths,
+            self._probe,
+            owner=self,
+            on_yield=lambda item: self._on_probed(generation, *item),
+        )
+        self._jobs.append(task)
 
-    @Slot(int, str, object)
     def _on_probed(self, generation: int, path: str, outcome: Any) -> None:
         if generation != self._generation:
             return
@@ -461,6 +450,8 @@ class InputPanel(QWidget):
         """Remove every row (pending header checks are ignored)."""
         self._generation += 1
         self._pending = 0
+        for task in self._jobs:
+            task.abort()
         self._jobs.clear()
         self._items.clear()
         self.list.clear()

@@ -20,11 +20,8 @@ from PySide6.QtCore import QObject, Signal
 
 from zemosaic_core.runtime.logsetup import PRODUCT_LOGGERS, set_log_level
 
-#: Loggers whose level the GUI controls (DESIGN §6).
+#: Loggers whose level the GUI controls (DESIGN §6): the core's list, shared with the CLI.
 CONTROLLED_LOGGERS: tuple[str, ...] = PRODUCT_LOGGERS
-
-#: Level names offered by the dropdown, most verbose first.
-LEVEL_NAMES: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class LogRecordEmitter(QObject):

@@ -25,7 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .log_handler import LEVEL_NAMES, format_time
+from zemosaic_core.runtime.logsetup import DEFAULT_LOG_LEVEL, LOG_LEVELS
+
+from .log_handler import format_time
 from .theme import COLORS
 
 #: Lines kept by default in the pane.
@@ -187,8 +189,8 @@ class LogPanel(QWidget):
         level_label.setObjectName("mutedLabel")
         self.level_combo = QComboBox()
         self.level_combo.setObjectName("logLevelCombo")
-        self.level_combo.addItems(list(LEVEL_NAMES))
-        self.level_combo.setCurrentText("INFO")
+        self.level_combo.addItems(list(LOG_LEVELS))
+        self.level_combo.setCurrentText(DEFAULT_LOG_LEVEL)
         self.level_combo.setToolTip(
             "Level of the zemosaic loggers and of this pane.\n"
             "DEBUG shows per-channel coverage statistics (cov_stats)."

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import qtawesome as qta
-from PySide6.QtCore import QObject, QRunnable, QSettings, Qt, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from zemosaic_core.runtime.logsetup import level_name
+
 from .core_access import CORE_LOCK
 from .input_panel import InputPanel
 from .log_handler import QtLogHandler, apply_log_level, attach_handler, detach_handler
@@ -42,6 +44,7 @@ from .log_panel import LogPanel
 from .preview import PreviewPanel
 from .progress import ProgressState, ProgressTracker, format_duration
 from .settings_panel import SettingsPanel
+from .tasks import Task, start_task, wait_for_tasks
 from .theme import COLORS, app_icon
 from .worker import BuildFunction, BuildRunner
 
@@ -94,35 +97,30 @@ def output_kind(path: str | os.PathLike[str], name_filter: str = "") -> str:
     raise ValueError(f"unknown output format for {Path(path).name!r}: use .fits, .tif or .png")
 
 
-class _SaveSignals(QObject):
-    saved = Signal(str, str)
-    failed = Signal(str, str)
+def write_output(path: Path, kind: str, result: Any, stretch: Any) -> Path:
+    """Write one output with the core's writers (runs in a pool thread).
 
+    Parameters
+    ----------
+    path : Path
+    kind : {"fits", "tiff", "png"}
+    result : BuildResult
+    stretch : StretchParams
+        The preview's transfer, levels included: the PNG is what the screen shows.
 
-class _SaveJob(QRunnable):
-    """Writes one output with the core's writers off the GUI thread."""
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from zemosaic_core.io import outputs
 
-    def __init__(self, path: Path, kind: str, result: Any, stretch: Any) -> None:
-        super().__init__()
-        # ``stretch``: the StretchParams on screen, so the PNG is what the user sees.
-        self.path, self.kind, self.result, self.stretch = path, kind, result, stretch
-        self.signals = _SaveSignals()
-
-    def run(self) -> None:
-        try:
-            from zemosaic_core.io import outputs
-
-            with CORE_LOCK:
-                if self.kind == "fits":
-                    outputs.write_fits(self.path, self.result)
-                elif self.kind == "tiff":
-                    outputs.write_tiff(self.path, self.result)
-                else:
-                    outputs.write_preview_png(self.path, self.result, params=self.stretch)
-        except Exception as exc:
-            self.signals.failed.emit(str(self.path), f"{type(exc).__name__}: {exc}")
-        else:
-            self.signals.saved.emit(str(self.path), self.kind)
+    with CORE_LOCK:
+        if kind == "fits":
+            return outputs.write_fits(path, result)
+        if kind == "tiff":
+            return outputs.write_tiff(path, result)
+        return outputs.write_preview_png(path, result, params=stretch)
 
 
 class MainWindow(QMainWindow):
@@ -173,7 +171,7 @@ class MainWindow(QMainWindow):
         self.last_save_dir = ""
         self._outcome = ""
         self._closing = False
-        self._save_jobs: set[_SaveJob] = set()
+        self._save_jobs: set[Task] = set()
         self._tracker = ProgressTracker()
         self._build_started_at = 0.0
         self._last_state: ProgressState | None = None
@@ -582,13 +580,19 @@ class MainWindow(QMainWindow):
             target = target.with_name(target.name + _DEFAULT_SUFFIX[kind])
         self.last_save_dir = str(target.parent)
         self.settings.setValue("paths/last_save_dir", self.last_save_dir)
-        job = _SaveJob(target, kind, self.result, self.preview_panel.stretch_params())
-        job.setAutoDelete(False)
-        job.signals.saved.connect(self._on_saved)
-        job.signals.failed.connect(self._on_save_failed)
-        self._save_jobs.add(job)
+        task = start_task(
+            write_output,
+            target,
+            kind,
+            self.result,
+            self.preview_panel.stretch_params(),
+            owner=self,
+            on_return=lambda _written: self._on_saved(str(target), kind),
+            on_error=lambda exc: self._on_save_failed(str(target), f"{type(exc).__name__}: {exc}"),
+        )
+        task.finished.connect(lambda: self._save_jobs.discard(task))
+        self._save_jobs.add(task)
         self.statusBar().showMessage(f"Saving {target.name}…")
-        QThreadPool.globalInstance().start(job)
         return target
 
     @Slot()
@@ -626,9 +630,7 @@ class MainWindow(QMainWindow):
                 splitter.restoreState(value)
         self.input_panel.last_folder = str(s.value("paths/last_input_dir", "") or "")
         self.last_save_dir = str(s.value("paths/last_save_dir", "") or "")
-        level = str(s.value("log/level", "INFO") or "INFO").upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            level = "INFO"
+        level = level_name(s.value("log/level"))
         self.log_panel.set_level(level)
         apply_log_level(level, [self.log_handler])
         self.preview_panel.set_stretch_mode(str(s.value("preview/stretch", "auto") or "auto"))
@@ -792,7 +794,6 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def _on_saved(self, path: str, kind: str) -> None:
-        self._save_jobs = {job for job in self._save_jobs if str(job.path) != path}
         names = {"fits": "FITS", "tiff": "16-bit linear TIFF", "png": "PNG preview"}
         log.info("Saved the %s to %s", names.get(kind, kind), path)
         self.statusBar().showMessage(f"Saved {path}", 8000)
@@ -800,7 +801,6 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def _on_save_failed(self, path: str, message: str) -> None:
-        self._save_jobs = {job for job in self._save_jobs if str(job.path) != path}
         self.statusBar().clearMessage()
         self._report_error(f"Could not save {path}: {message}", title="Save failed")
         self.save_failed.emit(message)
@@ -851,5 +851,5 @@ class MainWindow(QMainWindow):
                 log.error("The build did not stop in time; closing anyway.")
         self.save_settings()
         detach_handler(self.log_handler)
-        QThreadPool.globalInstance().waitForDone(5000)
+        wait_for_tasks(5000)
         super().closeEvent(event)

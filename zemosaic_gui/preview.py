@@ -9,7 +9,6 @@ thread replaces it with the same stretch parameters.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from typing import Any
@@ -17,10 +16,8 @@ from typing import Any
 import numpy as np
 import qtawesome as qta
 from PySide6.QtCore import (
-    QObject,
     QPointF,
     QRectF,
-    QRunnable,
     Qt,
     QThreadPool,
     QTimer,
@@ -46,6 +43,7 @@ from PySide6.QtWidgets import (
 from . import display
 from .core_access import CORE_LOCK
 from .stretch_controls import StretchControls
+from .tasks import Task, start_task
 from .theme import COLORS
 
 log = logging.getLogger(__name__)
@@ -60,35 +58,13 @@ MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
 STRETCH_LABELS: dict[str, str] = display.STRETCH_LABELS
 
 
-class _RenderSignals(QObject):
-    rendered = Signal(int, QImage, int)
-
-
-class _RenderJob(QRunnable):
-    """Renders one view of the mosaic off the GUI thread."""
-
-    def __init__(self, generation: int, array: np.ndarray, params: Any, step: int, view: str):
-        super().__init__()
-        self.signals = _RenderSignals()
-        self.generation = generation
-        self.array = array
-        self.params = params
-        self.step = step
-        self.view = view
-        self.setAutoDelete(True)
-
-    def run(self) -> None:
-        try:
-            if self.view == "coverage":
-                rgba, _ = display.render_coverage_rgba(self.array, self.step)
-            else:
-                rgba = display.render_rgba(self.array, self.params, self.step)
-            image = display.rgba_to_qimage(rgba)
-        except Exception:  # pragma: no cover - a failed refinement keeps the quick view
-            log.debug("Background preview rendering failed", exc_info=True)
-            image = QImage()
-        with contextlib.suppress(RuntimeError):  # the receiver was closed meanwhile
-            self.signals.rendered.emit(self.generation, image, self.step)
+def _render_view(array: np.ndarray, params: Any, step: int, view: str) -> QImage:
+    """One view of the mosaic as a QImage (runs in a pool thread)."""
+    if view == "coverage":
+        rgba, _ = display.render_coverage_rgba(array, step)
+    else:
+        rgba = display.render_rgba(array, params, step)
+    return display.rgba_to_qimage(rgba)
 
 
 def format_ra(ra_deg: float) -> str:
@@ -378,7 +354,7 @@ class PreviewPanel(QWidget):
         self._levels: tuple[float, float, float] = display.DEFAULT_LEVELS
         self._generation = 0
         self._pool = QThreadPool.globalInstance()
-        self._jobs: set[_RenderJob] = set()
+        self._jobs: set[Task] = set()
 
         title = QLabel("PREVIEW")
         title.setObjectName("sectionTitle")
@@ -604,15 +580,26 @@ class PreviewPanel(QWidget):
             array = result.image
         self.view.set_image(display.rgba_to_qimage(rgba), (w, h), quick_step)
         if full_step < quick_step:
-            job = _RenderJob(generation, array, params, full_step, self.view_mode())
-            job.signals.rendered.connect(self._on_rendered)
-            self._jobs.add(job)
-            job.setAutoDelete(False)
-            self._pool.start(job)
+            task = start_task(
+                _render_view,
+                array,
+                params,
+                full_step,
+                self.view_mode(),
+                pool=self._pool,
+                owner=self,
+                on_return=lambda image: self._on_rendered(generation, image, full_step),
+                on_error=self._on_render_failed,
+            )
+            task.finished.connect(lambda: self._jobs.discard(task))
+            self._jobs.add(task)
 
-    @Slot(int, QImage, int)
+    @Slot(object)
+    def _on_render_failed(self, error: BaseException) -> None:
+        # A failed refinement keeps the quick view.
+        log.debug("Background preview rendering failed: %s", error)
+
     def _on_rendered(self, generation: int, image: QImage, step: int) -> None:
-        self._jobs = {job for job in self._jobs if job.generation > generation}
         if generation != self._generation or self._result is None or image.isNull():
             return
         _, h, w = self._result.image.shape

@@ -7,12 +7,11 @@ through ``QSettings``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QSettings, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QSettings, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,6 +24,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from .tasks import Task, start_task
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +47,6 @@ def _default_detect_gpu() -> Any:
     from zemosaic_core.engine.backends import detect_gpu
 
     return detect_gpu()
-
-
-class _DetectSignals(QObject):
-    detected = Signal(object)
-
-
-class _DetectJob(QRunnable):
-    """Runs GPU detection (importing CuPy can take seconds) off the GUI thread."""
-
-    def __init__(self, detect: Callable[[], Any]) -> None:
-        super().__init__()
-        self.detect = detect
-        self.signals = _DetectSignals()
-
-    def run(self) -> None:
-        try:
-            info: Any = self.detect()
-        except Exception as exc:  # detection never crashes the window
-            info = exc
-        with contextlib.suppress(RuntimeError):  # the receiver was closed meanwhile
-            self.signals.detected.emit(info)
 
 
 def _combo(name: str, items: tuple[tuple[str, str], ...], tip: str) -> QComboBox:
@@ -108,7 +88,7 @@ class SettingsPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("settingsPanel")
         self._detect = detect_gpu or _default_detect_gpu
-        self._detect_job: _DetectJob | None = None
+        self._detect_task: Task | None = None
         self.gpu_available: bool | None = None
         self.gpu_description = ""
 
@@ -313,13 +293,12 @@ class SettingsPanel(QWidget):
 
     def start_detection(self) -> None:
         """Detect the GPU in a worker thread; the device label follows."""
-        if self._detect_job is not None:
+        if self._detect_task is not None:
             return
-        job = _DetectJob(self._detect)
-        job.setAutoDelete(False)
-        job.signals.detected.connect(self._on_detected)
-        self._detect_job = job
-        QThreadPool.globalInstance().start(job)
+        # Importing CuPy can take seconds; a failed detection is shown, never raised.
+        self._detect_task = start_task(
+            self._detect, on_return=self._on_detected, on_error=self._on_detected, owner=self
+        )
 
     @Slot(object)
     def _on_detected(self, info: Any) -> None:

@@ -855,3 +855,31 @@ def demo_tile_truth(path: str | Path) -> dict[str, Any]:
         "rotation_deg": float(header["ZMROTATE"]),
         "seed": int(header["ZMSEED"]),
     }
+
+
+#: Where ``make run`` (``zemosaic run-demo``) keeps the demo tiles and writes the mosaic.
+DEFAULT_DEMO_DIR = Path("demo_tiles")
+DEFAULT_DEMO_OUTPUT_DIR = Path("demo_output")
+
+
+def ensure_demo_tiles(directory: str | Path, tile_size: int | None = None) -> list[Path]:
+    """The demo tiles in ``directory``, written there on first use.
+
+    Parameters
+    ----------
+    directory : str or Path
+    tile_size : int, optional
+        Side of the tiles when they are written (default: `write_demo_tiles`').
+
+    Returns
+    -------
+    list of Path
+        The FITS files found, or the ones just written.
+    """
+    folder = Path(directory)
+    existing = sorted(folder.glob("*.fits")) if folder.is_dir() else []
+    if existing:
+        return existing
+    logger.info("Writing the demo tiles to %s (first run)", folder)
+    kwargs = {"tile_size": tile_size} if tile_size else {}
+    return list(write_demo_tiles(folder, **kwargs))

@@ -38,6 +38,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..config import STRETCH_MODES
 from ..runtime.scratch import release_pages
 
 __all__ = [
@@ -59,7 +60,6 @@ __all__ = [
 ]
 
 StretchMode = Literal["auto", "linked", "asinh", "linear"]
-STRETCH_MODES: tuple[str, ...] = ("auto", "linked", "asinh", "linear")
 #: What the user sees for each mode (GUI menus, CLI help).
 STRETCH_LABELS: dict[str, str] = {
     "auto": "Auto STF (neutral background)",

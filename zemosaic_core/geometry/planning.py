@@ -11,6 +11,7 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 from reproject.mosaicking import find_optimal_celestial_wcs
 
+from ..config import DEFAULT_MAX_SIZE_PX, setting_name
 from ..errors import PlanningError
 from ..tile import Tile
 
@@ -179,7 +180,7 @@ def _connected_groups(boxes: Sequence[BoundingBox]) -> list[list[int]]:
 def plan_mosaic(
     tiles: Sequence[Tile],
     *,
-    max_size: int = 40000,
+    max_size: int = DEFAULT_MAX_SIZE_PX,
     keep_isolated: bool = False,
     north_up: bool = False,
 ) -> tuple[MosaicPlan, list[Tile]]:
@@ -231,8 +232,9 @@ def plan_mosaic(
             for i in excluded:
                 logger.warning(
                     "%s: excluded: it overlaps no other tile and would more than double the "
-                    "canvas (mis-solved?); use --keep-isolated to keep it",
+                    "canvas (mis-solved?); turn on %s to keep it",
                     kept[i].path,
+                    setting_name("keep_isolated"),
                 )
             if excluded:
                 kept = [t for i, t in enumerate(kept) if i not in set(excluded)]
@@ -242,7 +244,7 @@ def plan_mosaic(
     if max(shape) > max_size:
         raise PlanningError(
             f"the mosaic canvas would be {shape[1]} x {shape[0]} px, above the limit of "
-            f"{max_size} px a side (raise it with --max-size, or check the tiles' WCS)"
+            f"{max_size} px a side (raise {setting_name('max_size')}, or check the tiles' WCS)"
         )
     logger.info("Output grid: %d x %d px from %d tiles", shape[1], shape[0], len(kept))
     return MosaicPlan(wcs=wcs, shape=shape, bboxes=tuple(boxes)), kept

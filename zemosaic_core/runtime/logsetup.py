@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 
+#: Level names the CLI's ``--log-level`` and the GUI's dropdown offer, most verbose first.
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: The level of a run that names none.
+DEFAULT_LOG_LEVEL = "INFO"
+#: Loggers whose level the CLI and the GUI control (DESIGN §6).
 PRODUCT_LOGGERS: tuple[str, ...] = ("zemosaic_core", "zemosaic_gui")
 
 
@@ -26,3 +30,21 @@ def set_log_level(level: str | int, *handlers: logging.Handler) -> int:
     for handler in handlers:
         handler.setLevel(number)
     return number
+
+
+def level_name(level: object, default: str = DEFAULT_LOG_LEVEL) -> str:
+    """A valid level name from untrusted text (a stored setting), else ``default``.
+
+    Parameters
+    ----------
+    level : object
+        ``"debug"``, ``"INFO"``, ``None``...
+    default : str
+
+    Returns
+    -------
+    str
+        One of `LOG_LEVELS`.
+    """
+    name = str(level or "").strip().upper()
+    return name if name in LOG_LEVELS else default

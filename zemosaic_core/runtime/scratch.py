@@ -20,6 +20,7 @@ from types import TracebackType
 
 import numpy as np
 
+from ..config import setting_name
 from ..errors import ZeMosaicError
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class ScratchSpace:
                     raise ZeMosaicError(
                         f"scratch folder {self._folder.parent} has no room for "
                         f"{nbytes / 2**20:.0f} MB of work arrays ({exc.strerror}); "
-                        "free some space or choose another with --scratch"
+                        f"free some space or choose another in {setting_name('scratch')}"
                     ) from None
         return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
 
