@@ -19,7 +19,6 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from .core_access import CORE_LOCK
+from .dialogs import choose_directory, choose_open_files
 from .tasks import Task, start_task
 from .theme import COLORS
 
@@ -466,18 +466,14 @@ class InputPanel(QWidget):
     @Slot()
     def choose_folder(self) -> None:
         """Ask for a folder and add its FITS files."""
-        folder = QFileDialog.getExistingDirectory(
-            self, "Add a folder of FITS tiles", self.last_folder
-        )
+        folder = choose_directory(self, "Add a folder of FITS tiles", self.last_folder)
         if folder:
             self.add_inputs([folder])
 
     @Slot()
     def choose_files(self) -> None:
         """Ask for FITS files and add them."""
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Add FITS files", self.last_folder, FITS_FILTER
-        )
+        files = choose_open_files(self, "Add FITS files", self.last_folder, FITS_FILTER)
         if files:
             self.add_inputs(files)
             self.folder_chosen.emit(str(Path(files[0]).parent))

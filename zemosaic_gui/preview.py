@@ -9,6 +9,7 @@ thread replaces it with the same stretch parameters.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any
@@ -85,6 +86,28 @@ def format_dec(dec_deg: float) -> str:
     return f"{sign}{int(degrees):02d}°{int(minutes):02d}′{int(seconds):02d}″"
 
 
+def sky_grid_for(result: Any, *, wait: bool = True) -> Any:
+    """The result's `SkyGrid`, made once under the core lock (None without a WCS, or
+    when ``wait`` is False and a build holds the lock)."""
+    grid = getattr(result, "_zemosaic_sky_grid", None)
+    if grid is not None or getattr(result, "wcs", None) is None:
+        return grid
+    from zemosaic_core.geometry.skygrid import SkyGrid
+
+    if not CORE_LOCK.acquire(blocking=wait):
+        return None
+    try:
+        grid = SkyGrid.from_wcs(result.wcs, tuple(result.image.shape[1:]))
+    except Exception:  # a WCS that cannot transform: no RA/Dec in the read-out
+        log.debug("No sky grid for this mosaic", exc_info=True)
+        return None
+    finally:
+        CORE_LOCK.release()
+    with contextlib.suppress(AttributeError):  # a slotted result: made again next time
+        result._zemosaic_sky_grid = grid
+    return grid
+
+
 def describe_pixel(result: Any, x: int, y: int) -> str:
     """The status-bar text for image pixel (x, y) of a build result.
 
@@ -99,27 +122,23 @@ def describe_pixel(result: Any, x: int, y: int) -> str:
     -------
     str
         ``"x 12  y 34 │ RA 05h35m17.3s  Dec -05°23′28″ │ R 0.12 G 0.1 B 0.09 │ cov 4"``.
+        RA/Dec come from the result's sky grid, never from the WCS itself, so they
+        show while another build runs.
     """
     image = result.image
     _, h, w = image.shape
     if not (0 <= x < w and 0 <= y < h):
         return ""
     parts = [f"x {x:>5d}  y {y:>5d}"]
-    wcs = getattr(result, "wcs", None)
-    # Never wait in the GUI thread: while a build holds the lock, leave RA/Dec out.
-    if wcs is not None and CORE_LOCK.acquire(blocking=False):
-        try:
-            lon, lat = (float(v) for v in wcs.pixel_to_world_values(x, y))
-            ctype = str(wcs.wcs.ctype[0]).upper()
-            if ctype.startswith("RA"):
-                parts.append(f"RA {format_ra(lon)}  Dec {format_dec(lat)}")
-            else:
-                names = [str(t).split("-")[0] or "lon" for t in wcs.wcs.ctype[:2]]
-                parts.append(f"{names[0]} {lon:.5f}°  {names[1]} {lat:.5f}°")
-        except Exception:  # a WCS that cannot transform this pixel
-            pass
-        finally:
-            CORE_LOCK.release()
+    grid = sky_grid_for(result, wait=False)  # the GUI thread never waits for a build
+    world = grid.world(x, y) if grid is not None else None
+    if world is not None:
+        lon, lat = world
+        if grid.ctypes[0].upper().startswith("RA"):
+            parts.append(f"RA {format_ra(lon)}  Dec {format_dec(lat)}")
+        else:
+            names = [t.split("-")[0] or "lon" for t in grid.ctypes]
+            parts.append(f"{names[0]} {lon:.5f}°  {names[1]} {lat:.5f}°")
     values = image[:, y, x]
     if values.shape[0] >= 3:
         labels = ("R", "G", "B")
@@ -514,6 +533,7 @@ class PreviewPanel(QWidget):
         result : BuildResult
         """
         self._result = result
+        sky_grid_for(result)  # now, while no build holds the core
         self._params = None
         _, h, w = result.image.shape
         n_ch = result.image.shape[0]
