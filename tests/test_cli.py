@@ -164,7 +164,7 @@ def test_core_messages_name_settings_not_cli_flags():
 
 def test_cli_defaults_and_choices_come_from_the_config():
     from zemosaic_core.cli import _build_config, _parser
-    from zemosaic_core.config import BACKENDS, COMBINES, MATCH_MODES, BuildConfig
+    from zemosaic_core.config import BACKENDS, BAYER_PATTERNS, COMBINES, MATCH_MODES, BuildConfig
     from zemosaic_core.display.stretch import STRETCH_MODES
 
     args = _parser().parse_args(["build", "in", "-o", "out.fits"])
@@ -176,6 +176,7 @@ def test_cli_defaults_and_choices_come_from_the_config():
         "combine": COMBINES,
         "match": MATCH_MODES,
         "stretch": STRETCH_MODES,
+        "bayer_pattern": BAYER_PATTERNS,
         "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     }
 

@@ -197,3 +197,45 @@ def test_sky_grid_matches_the_wcs(ra0):
         ra, dec = (float(v) for v in wcs.pixel_to_world_values(x, y))
         d_ra = ((lon - ra + 180) % 360 - 180) * np.cos(np.radians(dec))
         assert abs(d_ra) * 3600 < 0.2 and abs(lat - dec) * 3600 < 0.2
+
+
+def test_input_list_shows_header_details(qtbot, real_data):
+    from zemosaic_gui.input_panel import InputPanel
+
+    panel = InputPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    frames = sorted((real_data / "seestar_ngc7023").glob("*.fit"))[:1]
+    panel.add_inputs(frames)
+    qtbot.waitUntil(lambda: panel.status(frames[0])[0] == "ok", timeout=20_000)
+    item = panel.list.topLevelItem(0)
+    panel.list.setCurrentItem(item)
+    for expected in ("10 s", "IRCUT", "Bayer GRBG", "2024-07-31", "Seestar S50"):
+        assert expected in item.toolTip(0)
+        assert expected in panel.detail_label.text()
+
+
+def test_bayer_override_for_frames_that_declare_none(real_data, gui_window):
+    from zemosaic_core import BuildConfig
+    from zemosaic_core.io.loading import load_tiles, probe_input
+
+    frame = real_data / "panoptes_sip" / "solved.fits.fz"  # FILTER='RGGB', no BAYERPAT
+    assert probe_input(frame).n_channels == 1
+    assert probe_input(frame, "RGGB").n_channels == 3
+    tiles = load_tiles([frame], bayer_fallback="RGGB", memory_budget=0).tiles
+    assert tiles[0].n_channels == 3 and tiles[0].data.shape[0] == 3  # lazy re-read too
+    with pytest.raises(ValueError):
+        BuildConfig(bayer_pattern="XYZW")
+    # A declared pattern wins over the fallback.
+    seestar = sorted((real_data / "seestar_ngc7023").glob("*.fit"))[0]
+    declared = load_tiles([seestar]).tiles[0].data
+    np.testing.assert_array_equal(
+        load_tiles([seestar], bayer_fallback="RGGB").tiles[0].data, declared
+    )
+
+    window = gui_window()
+    panel = window.settings_panel
+    panel.bayer_combo.setCurrentIndex(panel.bayer_combo.findData("RGGB"))
+    panel.colour_check.setChecked(True)
+    config = panel.to_config()
+    assert config.bayer_pattern == "RGGB" and config.colour_calibration and not config.north_up

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .config import (
     BACKENDS,
+    BAYER_PATTERNS,
     COMBINES,
     MATCH_MODES,
     SETTING_LABELS,
@@ -229,6 +230,13 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
         ),
     )
     build.add_argument(
+        "--bayer-pattern",
+        choices=BAYER_PATTERNS,
+        type=str.upper,
+        default=config.bayer_pattern,
+        help=_label("bayer_pattern", "for raw frames whose header has no BAYERPAT"),
+    )
+    build.add_argument(
         "--preview",
         type=Path,
         default=config.preview,
@@ -416,6 +424,7 @@ def _build_config(args: argparse.Namespace) -> BuildConfig:
             north_up=args.north_up,
             colour_calibration=args.colour_calibration,
             preview_stretch=args.stretch,
+            bayer_pattern=args.bayer_pattern,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

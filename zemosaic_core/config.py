@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .io.debayer import BAYER_PATTERNS
+
 BackendName = Literal["auto", "cpu", "gpu"]
 CombineName = Literal["mean", "median", "kappa-sigma", "winsorized"]
 MatchMode = Literal["affine", "offset", "none"]
@@ -46,6 +48,7 @@ SETTING_LABELS: dict[str, str] = {
     "north_up": "North up",
     "colour_calibration": "Colour calibration",
     "preview_stretch": "Preview stretch",
+    "bayer_pattern": "Bayer pattern of undeclared raw frames",
 }
 
 
@@ -146,6 +149,9 @@ class BuildConfig:
         Auto-crop the result to its covered pixels.
     north_up : bool
         A north-up canvas instead of the minimum-area rotated one (the default).
+    bayer_pattern : {"RGGB", "BGGR", "GRBG", "GBRG"}, optional
+        Bayer pattern of raw frames whose headers declare none (no ``BAYERPAT``);
+        ``None`` reads them as mono.
     colour_calibration : bool
         Neutralise the background and white-balance the finished mosaic on its stars'
         average colour (recorded in the FITS header). Off by default: the science
@@ -168,6 +174,7 @@ class BuildConfig:
     crop: bool = True
     north_up: bool = False
     colour_calibration: bool = False
+    bayer_pattern: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -177,6 +184,10 @@ class BuildConfig:
         if self.preview_stretch not in STRETCH_MODES:
             raise ValueError(
                 f"unknown stretch {self.preview_stretch!r}; choose one of {STRETCH_MODES}"
+            )
+        if self.bayer_pattern is not None and self.bayer_pattern not in BAYER_PATTERNS:
+            raise ValueError(
+                f"unknown Bayer pattern {self.bayer_pattern!r}; choose one of {BAYER_PATTERNS}"
             )
         if self.batch_size < 0:
             raise ValueError("batch size must be >= 0 (0 = automatic)")

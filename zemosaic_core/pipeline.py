@@ -163,7 +163,13 @@ def build_mosaic(
         progress, [PhaseWork("load", estimate * _COST_LOAD), *_phase_work(config, estimate, 3)]
     )
     progress = bar  # every step reports into the one bar of the build
-    loaded = load_tiles(paths, progress=progress, cancel=cancel, memory_budget=budget.tiles)
+    loaded = load_tiles(
+        paths,
+        progress=progress,
+        cancel=cancel,
+        memory_budget=budget.tiles,
+        bayer_fallback=config.bayer_pattern,
+    )
     pixels = float(sum(t.shape[0] * t.shape[1] for t in loaded.tiles))
     channels = loaded.tiles[0].n_channels
     bar.plan(_phase_work(config, pixels, channels))

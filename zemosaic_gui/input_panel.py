@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PATH_ROLE = Qt.ItemDataRole.UserRole
 STATUS_ROLE = Qt.ItemDataRole.UserRole + 1
+DETAILS_ROLE = Qt.ItemDataRole.UserRole + 2
 
 COL_FILE, COL_STATUS, COL_CHANNELS, COL_SIZE = range(4)
 
@@ -47,6 +48,16 @@ COL_FILE, COL_STATUS, COL_CHANNELS, COL_SIZE = range(4)
 PENDING, OK, SKIPPED = "pending", "ok", "skipped"
 
 FITS_FILTER = "FITS images (*.fit *.fits *.fts *.fit.fz *.fits.fz *.fit.gz *.fits.gz *.fz *.gz);;All files (*)"
+
+
+def format_details(details: dict[str, str]) -> str:
+    """``"10 s · IRCUT · Bayer GRBG · 2024-07-30T22:44:36 · Seestar S50"``."""
+    order = ("exposure", "filter", "bayer", "date", "camera")
+    parts = []
+    for key in order:
+        if key in details:
+            parts.append(f"Bayer {details[key]}" if key == "bayer" else details[key])
+    return " · ".join(parts)
 
 
 def format_size(size: float) -> str:
@@ -408,9 +419,11 @@ class InputPanel(QWidget):
             kind = {1: "mono", 3: "RGB"}.get(channels or 0, "")
             shape_text = " × ".join(str(s) for s in shape[-2:][::-1]) if shape else ""
             item.setText(COL_CHANNELS, str(channels) if channels else "")
-            self._set_status(
-                item, OK, "ok", f"ok — {kind} {shape_text} px".replace("  ", " ").strip()
-            )
+            details = format_details(getattr(outcome, "details", None) or {})
+            item.setData(COL_FILE, DETAILS_ROLE, details)
+            item.setToolTip(COL_FILE, f"{path}\n{details}" if details else str(path))
+            status_tip = f"ok — {kind} {shape_text} px".replace("  ", " ").strip()
+            self._set_status(item, OK, "ok", f"{status_tip}\n{details}" if details else status_tip)
             if size:
                 item.setData(COL_SIZE, PATH_ROLE, int(size))
                 item.setText(COL_SIZE, format_size(size))
@@ -525,6 +538,13 @@ class InputPanel(QWidget):
         skipped = [item for item in rows if item.data(COL_FILE, STATUS_ROLE) == SKIPPED]
         current = self.list.currentItem()
         item = current if current in skipped else (skipped[0] if skipped else None)
+        details = current.data(COL_FILE, DETAILS_ROLE) if current is not None else None
+        if item is None and details:
+            text = f"ⓘ {current.text(COL_FILE)}: {details}"
+            self.detail_label.setText(text)
+            self.detail_label.setToolTip(text)
+            self.detail_label.setVisible(True)
+            return
         if item is None:
             self.detail_label.setVisible(False)
             self.detail_label.clear()

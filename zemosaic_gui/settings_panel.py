@@ -43,6 +43,15 @@ MATCH_ITEMS: tuple[tuple[str, str], ...] = (
 )
 
 
+BAYER_ITEMS: tuple[tuple[str, str], ...] = (
+    ("None (read as mono)", ""),
+    ("RGGB", "RGGB"),
+    ("BGGR", "BGGR"),
+    ("GRBG", "GRBG"),
+    ("GBRG", "GBRG"),
+)
+
+
 def _default_detect_gpu() -> Any:
     from zemosaic_core.engine.backends import detect_gpu
 
@@ -218,6 +227,26 @@ class SettingsPanel(QWidget):
         advanced_form.addRow(
             self._label("Gain clip"), self._row(self.clip_low_spin, self.clip_high_spin)
         )
+        self.colour_check = QCheckBox("Colour calibration")
+        self.colour_check.setObjectName("colourCalibrationCheck")
+        self.colour_check.setToolTip(
+            "Neutralise the sky background and white-balance on the stars' average colour.\n"
+            "Applied to the finished mosaic (the FITS header records it)."
+        )
+        self.north_up_check = QCheckBox("North-up canvas")
+        self.north_up_check.setObjectName("northUpCheck")
+        self.north_up_check.setToolTip(
+            "Align the canvas with north instead of the smallest rotated rectangle"
+        )
+        self.bayer_combo = _combo(
+            "bayerCombo",
+            BAYER_ITEMS,
+            "Bayer pattern of raw colour frames whose header declares none (no BAYERPAT);\n"
+            "frames that declare one keep theirs",
+        )
+        advanced_form.addRow(self.colour_check)
+        advanced_form.addRow(self.north_up_check)
+        advanced_form.addRow(self._label("Undeclared Bayer"), self.bayer_combo)
         self.advanced_box = QWidget()
         self.advanced_box.setObjectName("advancedBox")
         self.advanced_box.setLayout(advanced_form)
@@ -374,6 +403,9 @@ class SettingsPanel(QWidget):
             "match": str(self.match_combo.currentData()),
             "two_pass": two_pass,
             "batch_size": int(self.batch_spin.value()),
+            "colour_calibration": self.colour_check.isChecked(),
+            "north_up": self.north_up_check.isChecked(),
+            "bayer_pattern": self.bayer_combo.currentData() or None,
         }
         fields.update(overrides)
         return BuildConfig(**fields)
@@ -394,6 +426,9 @@ class SettingsPanel(QWidget):
         settings.setValue("gain_clip_low", self.clip_low_spin.value())
         settings.setValue("gain_clip_high", self.clip_high_spin.value())
         settings.setValue("advanced_open", self.advanced_toggle.isChecked())
+        settings.setValue("colour_calibration", self.colour_check.isChecked())
+        settings.setValue("north_up", self.north_up_check.isChecked())
+        settings.setValue("bayer_pattern", self.bayer_combo.currentData())
         settings.endGroup()
 
     def load_settings(self, settings: QSettings) -> None:
@@ -429,6 +464,9 @@ class SettingsPanel(QWidget):
                 _float(settings.value("gain_clip_high"), self.clip_high_spin.value())
             )
             self.set_advanced_visible(_bool(settings.value("advanced_open"), False))
+            self.colour_check.setChecked(_bool(settings.value("colour_calibration"), False))
+            self.north_up_check.setChecked(_bool(settings.value("north_up"), False))
+            _select(self.bayer_combo, settings.value("bayer_pattern", ""))
         finally:
             settings.endGroup()
 

@@ -81,6 +81,8 @@ class InputProbe:
         ``(C, H, W)`` of the tile the file would give, when known.
     size_bytes : int
         Size of the file on disk (0 when it cannot be read).
+    details : dict of str to str
+        What the headers say about the exposure, for the user (`header_details`).
     """
 
     path: Path
@@ -89,6 +91,7 @@ class InputProbe:
     n_channels: int | None
     shape: tuple[int, int, int] | None
     size_bytes: int
+    details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -430,12 +433,20 @@ def _celestial_wcs(
     return wcs
 
 
-def _bayer_pattern(path: Path, header: fits.Header, height: int) -> str | None:
-    """The Bayer pattern applying to the stored array, or None for a mono image."""
+def _bayer_pattern(
+    path: Path, header: fits.Header, height: int, fallback: str | None = None
+) -> str | None:
+    """The Bayer pattern applying to the stored array, or None for a mono image.
+
+    ``fallback`` is the user's pattern for frames that declare none (no BAYERPAT card);
+    a frame that declares one, or says it is mono, keeps what it says.
+    """
     try:
         value = header.get("BAYERPAT")
     except Exception as exc:
         raise _fail(path, "unparsable BAYERPAT card", exc) from exc
+    if value is None and fallback:
+        value = fallback
     if value is None or isinstance(value, bool):
         return None
     text = str(value).strip().upper()
@@ -464,7 +475,12 @@ def _is_image_hdu(hdu: object) -> bool:
 
 
 def _inspect_hdu(
-    path: Path, hdul: fits.HDUList, index: int, size: int, is_gzip: bool
+    path: Path,
+    hdul: fits.HDUList,
+    index: int,
+    size: int,
+    is_gzip: bool,
+    bayer_fallback: str | None = None,
 ) -> _Selection:
     """Header-level checks of one image HDU; raises InputError with the reason."""
     hdu = hdul[index]
@@ -490,11 +506,13 @@ def _inspect_hdu(
         raise _fail(path, f"3-D image with {dims[2]} planes: expected 1 or 3")
     _check_data_present(path, hdu, dims, size, is_gzip)
     wcs = _celestial_wcs(path, hdul, header, axes, height, width)
-    bayer = _bayer_pattern(path, header, height) if planes == 1 else None
+    bayer = _bayer_pattern(path, header, height, bayer_fallback) if planes == 1 else None
     return _Selection(index, layout, planes, height, width, wcs, bayer)
 
 
-def _select(path: Path, hdul: fits.HDUList, size: int, is_gzip: bool) -> _Selection:
+def _select(
+    path: Path, hdul: fits.HDUList, size: int, is_gzip: bool, bayer_fallback: str | None = None
+) -> _Selection:
     """The first HDU holding a usable image with a celestial WCS."""
     first_error: InputError | None = None
     index = 0
@@ -510,7 +528,7 @@ def _select(path: Path, hdul: fits.HDUList, size: int, is_gzip: bool) -> _Select
             break
         if _is_image_hdu(hdu) and int(hdu.header.get("NAXIS", 0) or 0) > 0:
             try:
-                selection = _inspect_hdu(path, hdul, index, size, is_gzip)
+                selection = _inspect_hdu(path, hdul, index, size, is_gzip, bayer_fallback)
             except InputError as err:
                 logger.debug("%s: HDU %d not usable: %s", path, index, err.reason)
                 if first_error is None:
@@ -601,10 +619,10 @@ def _read_pixels(path: Path, hdu: fits.hdu.base._BaseHDU, selection: _Selection)
     return pixels
 
 
-def _load_tile(path: Path) -> Tile:
+def _load_tile(path: Path, bayer_fallback: str | None = None) -> Tile:
     size, is_gzip = _check_file(path)
     with _quiet_astropy(path), _open_fits(path, is_gzip) as hdul:
-        selection = _select(path, hdul, size, is_gzip)
+        selection = _select(path, hdul, size, is_gzip, bayer_fallback)
         pixels = _read_pixels(path, hdul[selection.index], selection)
     if selection.bayer is not None:
         pixels = debayer_bilinear(pixels[0], selection.bayer)
@@ -620,7 +638,7 @@ def _load_tile(path: Path) -> Tile:
     return Tile(data=pixels, wcs=selection.wcs, path=path)
 
 
-def load_tile(path: str | Path) -> Tile:
+def load_tile(path: str | Path, bayer_fallback: str | None = None) -> Tile:
     """Read one input file as a tile.
 
     Parameters
@@ -628,6 +646,8 @@ def load_tile(path: str | Path) -> Tile:
     path : path-like
         A FITS file (``.fz`` tile-compressed and ``.gz`` files included). The first HDU
         holding a 2-D image or a 3-D colour cube with a celestial WCS is used.
+    bayer_fallback : {"RGGB", "BGGR", "GRBG", "GBRG"}, optional
+        Bayer pattern of a raw frame that declares none (no ``BAYERPAT`` card).
 
     Returns
     -------
@@ -644,7 +664,7 @@ def load_tile(path: str | Path) -> Tile:
     """
     p = Path(path)
     try:
-        return _load_tile(p)
+        return _load_tile(p, bayer_fallback)
     except InputError:
         raise
     except MemoryError as exc:
@@ -653,13 +673,52 @@ def load_tile(path: str | Path) -> Tile:
         raise _fail(p, f"unreadable FITS file ({_exc_text(exc)})", exc) from exc
 
 
-def probe_input(path: str | Path) -> InputProbe:
+#: Header details shown per input: label and the cards that may hold it, first found wins.
+DETAIL_CARDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("exposure", ("EXPTIME", "EXPOSURE", "EXP_TIME")),
+    ("filter", ("FILTER", "FILTER1")),
+    ("bayer", ("BAYERPAT", "COLORTYP")),
+    ("date", ("DATE-OBS", "DATE_OBS", "DATE")),
+    ("camera", ("INSTRUME", "CAMERA", "TELESCOP")),
+)
+
+
+def header_details(*headers: fits.Header) -> dict[str, str]:
+    """Exposure, filter, Bayer pattern, date and camera from FITS headers (first wins).
+
+    Returns
+    -------
+    dict of str to str
+        Only the details found; the exposure as ``"10 s"``.
+    """
+    details: dict[str, str] = {}
+    for label, keys in DETAIL_CARDS:
+        for header in headers:
+            value = next((header.get(k) for k in keys if header.get(k) not in (None, "")), None)
+            if value is None:
+                continue
+            if label == "exposure":
+                try:
+                    text = f"{float(value):g} s"
+                except (TypeError, ValueError):
+                    text = str(value)
+            else:
+                text = str(value).strip()
+            if text:
+                details[label] = text
+                break
+    return details
+
+
+def probe_input(path: str | Path, bayer_fallback: str | None = None) -> InputProbe:
     """Check one input from its headers only (fast: pixel data are not read).
 
     Parameters
     ----------
     path : path-like
         The file.
+    bayer_fallback : str, optional
+        As in `load_tile`.
 
     Returns
     -------
@@ -674,7 +733,8 @@ def probe_input(path: str | Path) -> InputProbe:
     try:
         size, is_gzip = _check_file(p)
         with _quiet_astropy(p), _open_fits(p, is_gzip) as hdul:
-            selection = _select(p, hdul, size, is_gzip)
+            selection = _select(p, hdul, size, is_gzip, bayer_fallback)
+            details = header_details(hdul[selection.index].header, hdul[0].header)
     except InputError as err:
         return InputProbe(p, False, err.reason, None, None, size_bytes)
     except Exception as exc:
@@ -682,21 +742,21 @@ def probe_input(path: str | Path) -> InputProbe:
         return InputProbe(p, False, err.reason, None, None, size_bytes)
     channels = selection.n_channels
     shape = (channels, selection.height, selection.width)
-    return InputProbe(p, True, None, channels, shape, size_bytes)
+    return InputProbe(p, True, None, channels, shape, size_bytes, details)
 
 
 def _channel_word(n_channels: int) -> str:
     return "mono" if n_channels == 1 else f"{n_channels}-channel"
 
 
-def _lazy(tile: Tile) -> LazyTile:
+def _lazy(tile: Tile, bayer_fallback: str | None = None) -> LazyTile:
     path = tile.path
     return LazyTile(
         path=path,
         wcs=tile.wcs,
         shape=tile.shape,
         n_channels=tile.n_channels,
-        reader=lambda: load_tile(path).data,
+        reader=lambda: load_tile(path, bayer_fallback).data,
         weight_map=tile.weight_map,
         tile_weight=tile.tile_weight,
     )
@@ -708,6 +768,7 @@ def load_tiles(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     memory_budget: int | None = None,
+    bayer_fallback: str | None = None,
 ) -> LoadResult:
     """Read every input, skipping the unusable ones.
 
@@ -724,6 +785,8 @@ def load_tiles(
         :class:`~zemosaic_core.tile.LazyTile` objects that read their file again when
         their pixels are needed (every file is still read once here, to check it).
         ``None`` keeps every tile in memory.
+    bayer_fallback : str, optional
+        Bayer pattern of raw frames that declare none (see `load_tile`).
 
     Returns
     -------
@@ -753,13 +816,13 @@ def load_tiles(
     for done, item in enumerate(items, start=1):
         check_cancel(cancel)
         try:
-            tile = load_tile(item)
+            tile = load_tile(item, bayer_fallback)
         except InputError as err:
             skip(err)
         else:
             held += tile.data.nbytes
             if memory_budget is not None and held > memory_budget:
-                tile = _lazy(tile)
+                tile = _lazy(tile, bayer_fallback)
             loaded.append(tile)
         report(progress, "load", done, total)
     check_cancel(cancel)
