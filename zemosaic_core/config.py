@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .io.debayer import BAYER_PATTERNS
-
 BackendName = Literal["auto", "cpu", "gpu"]
 CombineName = Literal["mean", "median", "kappa-sigma", "winsorized"]
 MatchMode = Literal["affine", "offset", "none"]
@@ -20,6 +18,8 @@ MatchMode = Literal["affine", "offset", "none"]
 BACKENDS: tuple[str, ...] = ("auto", "cpu", "gpu")
 COMBINES: tuple[str, ...] = ("mean", "median", "kappa-sigma", "winsorized")
 MATCH_MODES: tuple[str, ...] = ("affine", "offset", "none")
+#: Bayer patterns of raw frames, as written in BAYERPAT (``io.debayer`` reads them).
+BAYER_PATTERNS: tuple[str, ...] = ("RGGB", "BGGR", "GRBG", "GBRG")
 #: Display stretches (``zemosaic_core.display.stretch``); the first is the default.
 STRETCH_MODES: tuple[str, ...] = ("auto", "linked", "asinh", "linear")
 
