@@ -128,7 +128,8 @@ def test_quit_asks_about_an_unsaved_mosaic(gui_window, qtbot, gui_demo_tiles):
     window.close()  # Ctrl+Q
     box = window.findChild(QMessageBox, "quitBox")
     assert box is not None and window.isVisible()
-    shoot(window, qtbot, "6_quit_question")
+    qtbot.wait(80)
+    assert box.grab().save(str(ARTIFACTS / "ux_6_quit_question.png"))
     box.button(QMessageBox.StandardButton.Cancel).click()
     assert window.isVisible()
     window.close()
