@@ -379,7 +379,7 @@ class _ProgressBar:
                 total=100,
                 leave=False,
                 file=sys.stderr,
-                bar_format="{desc:<18} {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+                bar_format="{desc:<18} {percentage:3.0f}%|{bar}| {elapsed}{postfix}",  # ", ETA m:ss"
             )
         self.eta.update(done / total)
         eta = self.eta.eta()
