@@ -216,7 +216,7 @@ def test_input_list_shows_header_details(qtbot, real_data):
         assert expected in panel.detail_label.text()
 
 
-def test_bayer_override_for_frames_that_declare_none(real_data, gui_window):
+def test_bayer_override_for_frames_that_declare_none(real_data, gui_window, qtbot):
     from zemosaic_core import BuildConfig
     from zemosaic_core.io.loading import load_tiles, probe_input
 
@@ -240,3 +240,6 @@ def test_bayer_override_for_frames_that_declare_none(real_data, gui_window):
     panel.colour_check.setChecked(True)
     config = panel.to_config()
     assert config.bayer_pattern == "RGGB" and config.colour_calibration and not config.north_up
+    window.add_inputs([frame])  # the input list checks it with the setting
+    qtbot.waitUntil(lambda: window.input_panel.status(frame)[0] == "ok", timeout=20_000)
+    assert window.input_panel.list.topLevelItem(0).text(2) == "3"

@@ -194,7 +194,8 @@ class MainWindow(QMainWindow):
         attach_handler(self.log_handler)
 
         # ---- panels ----
-        self.input_panel = InputPanel(parent=self)
+        self._probe_bayer: str | None = None
+        self.input_panel = InputPanel(probe=self._probe_input, parent=self)
         self.settings_panel = SettingsPanel(detect_gpu=detect_gpu, parent=self)
         self.preview_panel = PreviewPanel(self)
         self.runner = BuildRunner(build_fn, self)
@@ -453,6 +454,8 @@ class MainWindow(QMainWindow):
         self.build_button.clicked.connect(self.start_build)
         self.cancel_button.clicked.connect(self.cancel_build)
         self.input_panel.inputs_changed.connect(self._update_build_enabled)
+        self.settings_panel.bayer_combo.currentIndexChanged.connect(self._on_bayer_setting)
+        self._on_bayer_setting()
         self.input_panel.folder_chosen.connect(self._remember_input_folder)
         self.preview_panel.hovered_text.connect(self._on_hovered_text)
         self.preview_panel.coverage_button.toggled.connect(self.coverage_action.setChecked)
@@ -464,6 +467,17 @@ class MainWindow(QMainWindow):
         self._elapsed_timer = QTimer(self)
         self._elapsed_timer.setInterval(500)
         self._elapsed_timer.timeout.connect(self._tick_elapsed)
+
+    def _probe_input(self, path: Path) -> Any:
+        """Header check of one input with the Bayer pattern setting (a pool thread)."""
+        from zemosaic_core.io.loading import probe_input
+
+        return probe_input(path, self._probe_bayer)  # the caller holds the core lock
+
+    @Slot()
+    def _on_bayer_setting(self) -> None:
+        # Read here, in the GUI thread; the pool threads only read the plain value.
+        self._probe_bayer = self.settings_panel.bayer_combo.currentData() or None
 
     # ---- public API -----------------------------------------------------------------
 
