@@ -243,3 +243,31 @@ def test_bayer_override_for_frames_that_declare_none(real_data, gui_window, qtbo
     window.add_inputs([frame])  # the input list checks it with the setting
     qtbot.waitUntil(lambda: window.input_panel.status(frame)[0] == "ok", timeout=20_000)
     assert window.input_panel.list.topLevelItem(0).text(2) == "3"
+
+
+def test_hover_shows_ra_dec_while_a_build_holds_the_core(qtbot):
+    from test_gui_widgets import synthetic_result
+
+    from zemosaic_gui.core_access import CORE_LOCK
+    from zemosaic_gui.preview import PreviewPanel, describe_pixel
+
+    panel = PreviewPanel()
+    qtbot.addWidget(panel)
+    result = synthetic_result()
+    panel.set_result(result)
+    held, release = threading.Event(), threading.Event()
+
+    def build_like():
+        with CORE_LOCK:
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=build_like)
+    worker.start()
+    try:
+        assert held.wait(5)
+        text = describe_pixel(result, 80, 60)
+    finally:
+        release.set()
+        worker.join()
+    assert "RA 05h35m" in text and "Dec -05°" in text
