@@ -78,6 +78,7 @@ def gui_window(qtbot, qapp, gui_settings):
 
     def make(**kwargs):
         kwargs.setdefault("settings", gui_settings)
+        kwargs.setdefault("confirm_quit", False)  # a teardown close must not wait for a click
         kwargs.setdefault(
             "detect_gpu",
             lambda: SimpleNamespace(available=False, description="not probed in tests"),

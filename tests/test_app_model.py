@@ -290,14 +290,16 @@ def test_a_build_runs_then_succeeds():
     with pytest.raises(RuntimeError):
         model.start()
     clock.now += 2
-    model.report_progress("coadd pass 1", 1, 4)
-    assert progress[-1].label == "Coadd pass 1 · 1/4"
+    model.report_progress("coadd pass 1", 250, 1000)  # one bar for the whole build
+    assert progress[-1].label == "Coadd pass 1" and progress[-1].percent == 25
+    assert model.current_progress() is not None
     clock.now += 3
     model.succeed("the mosaic")
     clock.now += 1  # the thread takes a moment to end: not part of the build time
     assert model.finish() == "ok"
     assert states == ["running", "idle"] and outcomes == ["ok"]
     assert model.result == "the mosaic" and model.can_save
+    assert model.current_progress() is None  # nothing counts down once it is over
     assert model.final_texts() == ("Done", "Done in 0:05", 100)
     assert model.report_progress("late", 1, 1) is None
 

@@ -101,7 +101,7 @@ def test_rebuilding_into_the_input_folder_ignores_the_previous_mosaic(tmp_path, 
     out = folder / "mosaic.fits"
     args = ["build", str(folder), "-o", str(out), "--backend", "cpu", "--no-progress"]
     assert main(args) == 0
-    assert main(args) == 0  # the first mosaic is now in the folder
+    assert main([*args, "--overwrite"]) == 0  # the first mosaic is now in the folder
     err = capsys.readouterr().err
     assert "mosaic.fits: skipped: it is this build's output" in err
     with fits.open(out) as hdul:
@@ -166,7 +166,8 @@ def test_core_messages_name_settings_not_cli_flags():
 
 def test_cli_defaults_and_choices_come_from_the_config():
     from zemosaic_core.cli import _build_config, _parser
-    from zemosaic_core.config import BACKENDS, COMBINES, MATCH_MODES, BuildConfig
+    from zemosaic_core.config import BACKENDS, BAYER_PATTERNS, COMBINES, MATCH_MODES, BuildConfig
+    from zemosaic_core.display.stretch import STRETCH_MODES
 
     args = _parser().parse_args(["build", "in", "-o", "out.fits"])
     assert _build_config(args) == BuildConfig(output=Path("out.fits"))
@@ -176,6 +177,8 @@ def test_cli_defaults_and_choices_come_from_the_config():
         "backend": BACKENDS,
         "combine": COMBINES,
         "match": MATCH_MODES,
+        "stretch": STRETCH_MODES,
+        "bayer_pattern": BAYER_PATTERNS,
         "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     }
 
@@ -362,3 +365,55 @@ def test_explicit_gpu_without_a_gpu_is_one_line_and_exit_2(tile_dir, tmp_path, c
     assert main(["build", str(tile_dir), "-o", str(out), "--backend", "gpu", "--no-progress"]) == 0
     with fits.open(out) as hdul:
         assert hdul[0].header["BACKEND"] == "gpu"
+
+
+def test_version_and_help_for_every_option(capsys):
+    from zemosaic_core import __version__
+    from zemosaic_core.cli import _parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+    for name, command in _parser()._subparsers._group_actions[0].choices.items():
+        if name == "gui":  # its options belong to zemosaic-gui
+            continue
+        for action in command._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+
+
+def test_default_output_name_and_no_silent_overwrite(tile_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["build", str(tile_dir), "--backend", "cpu", "--no-progress", "--no-two-pass"]
+    assert main(args) == 0
+    out = tmp_path / f"{tile_dir.name}_mosaic.fits"
+    assert out.is_file()
+    before = out.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 2  # never overwritten without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.stat().st_mtime_ns == before
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_log_lines_go_above_the_progress_bar_on_their_own_lines(capsys):
+    import logging
+
+    from zemosaic_core import cli
+
+    handler, previous = cli._configure_logging("INFO")
+    bar = cli._ProgressBar(enabled=True)
+    handler.progress = bar
+    try:
+        bar("coadd pass 1", 400, 1000)
+        logging.getLogger("zemosaic_core.test").warning("a warning line")
+        bar("coadd pass 1", 500, 1000)
+    finally:
+        bar.close()
+        for name, (level, propagate) in previous.items():
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(level)
+            logging.getLogger(name).propagate = propagate
+    err = capsys.readouterr().err
+    line = next(line for line in err.splitlines() if "a warning line" in line)
+    assert line.split("\r")[-1].startswith("WARNING"), repr(line)

@@ -186,40 +186,42 @@ def test_log_panel_colours_counts_copy_and_clear(qtbot):
 # ---- progress ------------------------------------------------------------------------
 
 
-def test_progress_tracker_estimates_time_left():
+def test_progress_tracker_shows_one_bar_and_counts_down():
     now = [100.0]
     tracker = ProgressTracker(clock=lambda: now[0])
     tracker.start()
-    state = tracker.update("load", 0, 10)
+    state = tracker.update("load", 0, 1000)
     assert state.percent == 0 and state.eta_s is None
     now[0] += 2.0
-    state = tracker.update("load", 4, 10)
+    state = tracker.update("coadd pass 1", 400, 1000)
     assert state.percent == 40
     assert state.eta_s == pytest.approx(3.0)
-    assert state.label == "Load · 4/10"
+    assert state.label == "Coadd pass 1"
     assert state.eta_text == "ETA 0:03 · 0:02 elapsed"
-    now[0] += 1.0
-    state = tracker.update("coadd pass 1", 0, 3)  # a new phase restarts the estimate
-    assert state.eta_s is None and state.elapsed_s == pytest.approx(3.0)
+    now[0] += 2.5  # no report: the time left counts down, never to 0:00 before the end
+    assert tracker.current().eta_s == pytest.approx(1.0)
+    state = tracker.update("coadd pass 2", 999, 1000)
+    assert state.percent == 99 and state.eta_s >= 1.0
+    assert tracker.update("done", 1000, 1000).eta_s == 0.0
     assert format_duration(3725) == "1:02:05"
 
 
 # ---- display transfer ----------------------------------------------------------------
 
 
-def test_auto_stretch_is_linked_and_puts_background_near_quarter():
+def test_linked_stretch_keeps_colour_and_puts_background_near_quarter():
     rng = np.random.default_rng(0)
     image = (1000 + rng.normal(0, 10, (3, 200, 300))).astype(np.float32)
     image[:, 50:60, 50:60] = 30000.0  # a bright star sets the white point
     image[1] -= 5.0  # slightly fainter green: a linked stretch keeps it fainter
-    params = display.compute_params(image, "auto")
-    stretched = display.apply_params(image, params)
+    params = display.compute_params(image, "linked")
+    stretched = display.apply_transfer(image, params)
     medians = [float(np.median(ch)) for ch in stretched]
     assert np.mean(medians) == pytest.approx(display.TARGET_BACKGROUND, abs=0.05)
     assert medians[1] < medians[0] - 0.02 and medians[1] < medians[2] - 0.02
     assert float(stretched.max()) == pytest.approx(1.0)
-    for mode in ("linear", "asinh"):
-        out = display.apply_params(image, display.compute_params(image, mode))
+    for mode in ("linear", "asinh", "auto"):
+        out = display.apply_transfer(image, display.compute_params(image, mode))
         assert np.nanmin(out) >= 0 and np.nanmax(out) <= 1
 
 
@@ -227,7 +229,7 @@ def test_render_rgba_flips_rows_and_marks_uncovered_transparent():
     image = np.zeros((3, 4, 5), np.float32)
     image[:, 0, :] = 10.0  # FITS row 0 = bottom of the display
     image[:, 1, 0] = np.nan
-    params = display.StretchParams("linear", 0.0, 10.0)
+    params = display.StretchParams("linear", (0.0,) * 3, (10.0,) * 3, (0.5,) * 3)
     rgba = display.render_rgba(image, params)
     assert rgba.shape == (4, 5, 4)
     assert (rgba[-1, :, :3] == 255).all()  # bottom display row is FITS row 0
@@ -509,7 +511,7 @@ def test_output_kind_by_extension_then_filter():
     assert output_kind("m.fits") == "fits"
     assert output_kind("m.TIF") == "tiff"
     assert output_kind("m.png") == "png"
-    assert output_kind("m", "16-bit TIFF (*.tif *.tiff)") == "tiff"
+    assert output_kind("m", "16-bit linear TIFF (*.tif *.tiff)") == "tiff"
     with pytest.raises(ValueError):
         output_kind("m.jpg")
 

@@ -23,9 +23,11 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import (
     BACKENDS,
+    BAYER_PATTERNS,
     COMBINES,
     MATCH_MODES,
     SETTING_LABELS,
@@ -52,6 +54,7 @@ from .runtime.logsetup import (
     warnings_to_debug_log,
 )
 from .runtime.memory import parse_size
+from .runtime.progress import EtaEstimator, format_duration
 
 __all__ = ["GUI_ENTRY_POINT", "main"]
 
@@ -87,6 +90,42 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to options whose default is a value worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        if isinstance(default, (tuple, list)):
+            default = " ".join(str(v) for v in default)
+        elif default is True:
+            default = "on"
+        return f"{text} (default: {default})"
+
+
+def default_output(inputs: Sequence[str | Path]) -> Path:
+    """``<name of the first input>_mosaic.fits`` in the current folder.
+
+    ``zemosaic build FOLDER`` then just works, and never writes into the input folder.
+    """
+    first = Path(inputs[0])
+    name = first.name if first.is_dir() else first.name.split(".")[0]
+    return Path(f"{name or 'zemosaic'}_mosaic.fits")
+
+
+def _refuse_overwrite(config: BuildConfig) -> None:
+    existing = [p for p in (config.output, config.preview, config.tiff) if p and Path(p).exists()]
+    if existing:
+        names = ", ".join(str(p) for p in existing)
+        raise UsageError(f"{names} already exists; use --overwrite to replace it")
+
+
 def _label(key: str, text: str = "") -> str:
     """Help text that names the setting as the GUI and the core's messages do."""
     label = SETTING_LABELS[key]
@@ -97,7 +136,18 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
     """The build flags; every default is `BuildConfig`'s."""
     config = BuildConfig()
     combine, two_pass = config.combine, config.two_pass
-    build.add_argument("-o", "--output", required=True, type=Path, help="output FITS")
+    from .display.stretch import STRETCH_LABELS, STRETCH_MODES
+
+    build.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="output FITS (default: <first input's name>_mosaic.fits in the current folder)",
+    )
+    build.add_argument(
+        "--overwrite", action="store_true", help="replace output files that already exist"
+    )
     build.add_argument(
         "--backend", choices=BACKENDS, default=config.backend, help=_label("backend")
     )
@@ -187,34 +237,93 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
         default=config.crop,
         help=_label("crop", "off: keep the full planned canvas"),
     )
-    build.add_argument("--preview", type=Path, default=config.preview, metavar="OUT.png")
-    build.add_argument("--tiff", type=Path, default=config.tiff, metavar="OUT.tif")
+    build.add_argument(
+        "--north-up",
+        action="store_true",
+        default=config.north_up,
+        help=_label("north_up", "a north-up canvas, not the minimum-area rotated one"),
+    )
+    build.add_argument(
+        "--colour-calibration",
+        "--color-calibration",
+        action="store_true",
+        default=config.colour_calibration,
+        help=_label(
+            "colour_calibration",
+            "neutral background and white balance on the stars, recorded in the FITS",
+        ),
+    )
+    build.add_argument(
+        "--bayer-pattern",
+        choices=BAYER_PATTERNS,
+        type=str.upper,
+        default=config.bayer_pattern,
+        help=_label("bayer_pattern", "for raw frames whose header has no BAYERPAT"),
+    )
+    build.add_argument(
+        "--preview",
+        type=Path,
+        default=config.preview,
+        metavar="OUT.png",
+        help="write the stretched 8-bit PNG preview",
+    )
+    build.add_argument(
+        "--stretch",
+        choices=STRETCH_MODES,
+        default=config.preview_stretch,
+        help=_label(
+            "preview_stretch",
+            "; ".join(f"{m} = {STRETCH_LABELS[m]}" for m in STRETCH_MODES),
+        ),
+    )
+    build.add_argument(
+        "--tiff",
+        type=Path,
+        default=config.tiff,
+        metavar="OUT.tif",
+        help="write a 16-bit linear TIFF (dark until stretched)",
+    )
 
 
 def _add_run_options(command: argparse.ArgumentParser) -> None:
     """Log level and progress bar: the options of every command that builds."""
     command.add_argument(
-        "--log-level", choices=LOG_LEVELS, default=DEFAULT_LOG_LEVEL, type=str.upper
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=DEFAULT_LOG_LEVEL,
+        type=str.upper,
+        help="detail of the log lines",
     )
     command.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .datasets.demo import DEFAULT_DEMO_DIR, DEFAULT_DEMO_OUTPUT_DIR
 
     parser = argparse.ArgumentParser(
         prog="zemosaic", description="Colour mosaics from plate-solved FITS images."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    build = sub.add_parser("build", help="build a mosaic from FITS files or folders")
-    build.add_argument("inputs", nargs="+", metavar="INPUT", help="FITS files or folders")
+    build = sub.add_parser(
+        "build",
+        help="build a mosaic from FITS files or folders",
+        description="Build a mosaic from FITS files or folders (searched recursively).",
+        formatter_class=_HelpFormatter,
+    )
+    build.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="FITS files or folders (searched recursively)"
+    )
     _add_build_options(build)
     _add_run_options(build)
 
-    demo = sub.add_parser("demo-data", help="write the synthetic demo tiles")
-    demo.add_argument("directory", type=Path)
-    demo.add_argument("--seed", type=int, default=0)
+    demo = sub.add_parser(
+        "demo-data", help="write the synthetic demo tiles", formatter_class=_HelpFormatter
+    )
+    demo.add_argument("directory", type=Path, help="folder to write the tiles into")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic sky")
 
     sub.add_parser(
         "gui",
@@ -223,9 +332,17 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
 
-    run_demo = sub.add_parser("run-demo", help="open the app on the demo tiles (make run)")
-    run_demo.add_argument("--demo-dir", type=Path, default=DEFAULT_DEMO_DIR)
-    run_demo.add_argument("--output-dir", type=Path, default=DEFAULT_DEMO_OUTPUT_DIR)
+    run_demo = sub.add_parser(
+        "run-demo",
+        help="open the app on the demo tiles (make run)",
+        formatter_class=_HelpFormatter,
+    )
+    run_demo.add_argument(
+        "--demo-dir", type=Path, default=DEFAULT_DEMO_DIR, help="where the demo tiles are"
+    )
+    run_demo.add_argument(
+        "--output-dir", type=Path, default=DEFAULT_DEMO_OUTPUT_DIR, help="where outputs go"
+    )
     run_demo.add_argument("--headless", action="store_true", help="build without a window")
     run_demo.add_argument("--backend", choices=BACKENDS, default=None, help=_label("backend"))
     _add_run_options(run_demo)
@@ -234,7 +351,20 @@ def _parser() -> argparse.ArgumentParser:
 
 class _StderrHandler(logging.StreamHandler):
     """The CLI's handler: recognised so that a nested run (the app's headless fallback
-    started by ``zemosaic run-demo``) prints each line once."""
+    started by ``zemosaic run-demo``) prints each line once. While a progress bar runs,
+    each log line goes above it, on its own line."""
+
+    progress: _ProgressBar | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        bar = self.progress.bar if self.progress is not None else None
+        if bar is None:
+            super().emit(record)
+            return
+        try:
+            bar.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
 
 
 def _configure_logging(level: str) -> tuple[logging.Handler | None, dict[str, tuple[int, bool]]]:
@@ -258,26 +388,33 @@ def _configure_logging(level: str) -> tuple[logging.Handler | None, dict[str, tu
 
 
 class _ProgressBar:
-    """A tqdm bar per phase, on a terminal only."""
+    """One tqdm bar for the whole build, on a terminal only; the phase is its label."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.bar = None
-        self.phase: str | None = None
+        self.bar: Any = None  # a tqdm bar, created on the first report
+        self.eta = EtaEstimator()
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        if not self.enabled:
+        if not self.enabled or total <= 0:
             return
         from tqdm import tqdm
 
-        if phase != self.phase:
-            self.close()
-            self.phase = phase
-            self.bar = tqdm(total=total, desc=phase, unit="step", leave=False, file=sys.stderr)
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.n = done
-            self.bar.refresh()
+        if self.bar is None:
+            self.bar = tqdm(
+                total=100,
+                leave=False,
+                file=sys.stderr,
+                bar_format="{desc:<18} {percentage:3.0f}%|{bar}| {elapsed}{postfix}",  # ", ETA m:ss"
+            )
+        self.eta.update(done / total)
+        eta = self.eta.eta()
+        self.bar.set_description_str(phase, refresh=False)
+        self.bar.set_postfix_str(
+            f"ETA {format_duration(eta)}" if eta is not None else "", refresh=False
+        )
+        self.bar.n = min(100, int(100 * done / total))
+        self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:
@@ -288,7 +425,7 @@ class _ProgressBar:
 def _build_config(args: argparse.Namespace) -> BuildConfig:
     try:
         return BuildConfig(
-            output=args.output,
+            output=args.output if args.output is not None else default_output(args.inputs),
             preview=args.preview,
             tiff=args.tiff,
             backend=args.backend,
@@ -310,6 +447,10 @@ def _build_config(args: argparse.Namespace) -> BuildConfig:
             max_size=args.max_size,
             keep_isolated=args.keep_isolated,
             crop=args.crop,
+            north_up=args.north_up,
+            colour_calibration=args.colour_calibration,
+            preview_stretch=args.stretch,
+            bayer_pattern=args.bayer_pattern,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -320,10 +461,17 @@ def _run_build(inputs: Sequence[str | Path], config: BuildConfig, *, progress: b
     from .pipeline import build_mosaic
 
     bar = _ProgressBar(enabled=progress and sys.stderr.isatty())
+    handlers = [
+        h for h in logging.getLogger(PRODUCT_LOGGERS[0]).handlers if isinstance(h, _StderrHandler)
+    ]
+    for handler in handlers:
+        handler.progress = bar
     try:
         result = build_mosaic(inputs, config, progress=bar, cancel=CancelToken())
     finally:
         bar.close()
+        for handler in handlers:
+            handler.progress = None
     print(f"Built the mosaic ({result.backend} backend, gpu_all={result.gpu_all}). Outputs:")
     for kind, path in result.outputs.items():
         print(f"{kind}: {Path(path).resolve()}")
@@ -333,7 +481,15 @@ def _run_build(inputs: Sequence[str | Path], config: BuildConfig, *, progress: b
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    return _run_build(args.inputs, _build_config(args), progress=not args.no_progress)
+    config = _build_config(args)
+    if not args.overwrite:
+        from .pipeline import check_request
+
+        # The build's own refusals first (an output that is an input, a FIFO...): they
+        # say more than "already exists".
+        check_request(args.inputs, config)
+        _refuse_overwrite(config)
+    return _run_build(args.inputs, config, progress=not args.no_progress)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:

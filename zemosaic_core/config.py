@@ -15,10 +15,15 @@ from typing import Literal
 BackendName = Literal["auto", "cpu", "gpu"]
 CombineName = Literal["mean", "median", "kappa-sigma", "winsorized"]
 MatchMode = Literal["affine", "offset", "none"]
+StretchName = Literal["auto", "linked", "asinh", "linear"]
 
 BACKENDS: tuple[str, ...] = ("auto", "cpu", "gpu")
 COMBINES: tuple[str, ...] = ("mean", "median", "kappa-sigma", "winsorized")
 MATCH_MODES: tuple[str, ...] = ("affine", "offset", "none")
+#: Bayer patterns of raw frames, as written in BAYERPAT (``io.debayer`` reads them).
+BAYER_PATTERNS: tuple[str, ...] = ("RGGB", "BGGR", "GRBG", "GBRG")
+#: Display stretches (``zemosaic_core.display.stretch``); the first is the default.
+STRETCH_MODES: tuple[str, ...] = ("auto", "linked", "asinh", "linear")
 
 #: Largest canvas side accepted by default, in pixels (DESIGN §2).
 DEFAULT_MAX_SIZE_PX = 40000
@@ -42,6 +47,10 @@ SETTING_LABELS: dict[str, str] = {
     "max_size": "Maximum canvas size",
     "keep_isolated": "Keep isolated tiles",
     "crop": "Crop to coverage",
+    "north_up": "North up",
+    "colour_calibration": "Colour calibration",
+    "preview_stretch": "Preview stretch",
+    "bayer_pattern": "Bayer pattern of undeclared raw frames",
 }
 
 
@@ -121,9 +130,11 @@ class BuildConfig:
         The science FITS to write (its folder must exist and be writable); ``None``
         builds in memory only (the GUI saves on request).
     preview : Path, optional
-        8-bit PNG preview (linked auto-stretch).
+        8-bit PNG preview (the default display stretch: neutral background).
+    preview_stretch : {"auto", "linked", "asinh", "linear"}
+        Display stretch of the PNG preview.
     tiff : Path, optional
-        16-bit TIFF export.
+        16-bit linear TIFF export.
     backend : {"auto", "cpu", "gpu"}
     combine : CombineSpec
     match : {"affine", "offset", "none"}
@@ -140,10 +151,20 @@ class BuildConfig:
         Keep tiles that overlap nothing and would blow the canvas up.
     crop : bool
         Auto-crop the result to its covered pixels.
+    north_up : bool
+        A north-up canvas instead of the minimum-area rotated one (the default).
+    bayer_pattern : {"RGGB", "BGGR", "GRBG", "GBRG"}, optional
+        Bayer pattern of raw frames whose headers declare none (no ``BAYERPAT``);
+        ``None`` reads them as mono.
+    colour_calibration : bool
+        Neutralise the background and white-balance the finished mosaic on its stars'
+        average colour (recorded in the FITS header). Off by default: the science
+        FITS stays as coadded.
     """
 
     output: Path | None = None
     preview: Path | None = None
+    preview_stretch: StretchName = "auto"
     tiff: Path | None = None
     backend: BackendName = "auto"
     combine: CombineSpec = field(default_factory=CombineSpec)
@@ -155,12 +176,23 @@ class BuildConfig:
     max_size: int = DEFAULT_MAX_SIZE_PX
     keep_isolated: bool = False
     crop: bool = True
+    north_up: bool = False
+    colour_calibration: bool = False
+    bayer_pattern: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
         if self.match not in MATCH_MODES:
             raise ValueError(f"unknown match mode {self.match!r}; choose one of {MATCH_MODES}")
+        if self.preview_stretch not in STRETCH_MODES:
+            raise ValueError(
+                f"unknown stretch {self.preview_stretch!r}; choose one of {STRETCH_MODES}"
+            )
+        if self.bayer_pattern is not None and self.bayer_pattern not in BAYER_PATTERNS:
+            raise ValueError(
+                f"unknown Bayer pattern {self.bayer_pattern!r}; choose one of {BAYER_PATTERNS}"
+            )
         if self.batch_size < 0:
             raise ValueError("batch size must be >= 0 (0 = automatic)")
         if self.max_size < 1:

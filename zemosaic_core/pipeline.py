@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .config import BuildConfig
+from .display.colour import apply_colour_calibration, measure_colour_calibration
 from .engine.passes import BackendSession
 from .errors import NoUsableInputError, UsageError, printable_path
 from .geometry.planning import plan_mosaic
@@ -25,7 +26,7 @@ from .photometry.matching import match_tiles
 from .result import BuildResult
 from .runtime.cancel import CancelToken, check_cancel
 from .runtime.memory import default_budget, split_budget
-from .runtime.progress import ProgressCallback, report
+from .runtime.progress import BuildProgress, PhaseWork, ProgressCallback, report
 from .runtime.scratch import ScratchSpace, remove_stale_leftovers
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,96 @@ def _without_outputs(
     return kept
 
 
+def check_request(inputs: Iterable[str | Path], config: BuildConfig) -> list[Path]:
+    """The checks a build makes before any work; the input files it would read.
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+        Files and folders, as given to `build_mosaic`.
+    config : BuildConfig
+
+    Returns
+    -------
+    list of Path
+        The FITS files found, this build's previous outputs left out.
+
+    Raises
+    ------
+    UsageError
+        An output folder is missing or not writable, an output would replace an input
+        or a non-regular file, or the gpu backend was asked for and no GPU is usable.
+    NoUsableInputError
+        No FITS file was found.
+    """
+    inputs = list(inputs)
+    _check_outputs(config)
+    _check_backend(config)
+    paths = _without_outputs(discover_inputs(inputs), config, inputs)
+    if not paths:
+        raise NoUsableInputError("no FITS files found in the given inputs")
+    return paths
+
+
+#: Relative cost per input pixel of each phase (per channel for the coadd passes),
+#: for the weights of the build's one progress bar. Ratios of the steps' own costs
+#: (reading, matching statistics, resampling, writing); a rough split is enough, the
+#: time left is measured, not predicted.
+_COST_LOAD = 0.6
+_COST_PLAN = 0.2
+_COST_MATCH = 0.5
+_COST_RESAMPLE = 1.5
+_COST_FINISH = 0.3
+#: The CPU backend keeps pass 1's resampled tiles: its pass 2 only rescales them.
+_CACHED_PASS_SHARE = 0.1
+
+
+def _after_pass_one(config: BuildConfig, pixels: float, channels: int, backend: str):
+    """The phases after pass 1, now that its backend is known."""
+    phases = [p for p in _phase_work(config, pixels, channels) if p.phase in _LATE_PHASES]
+    if backend == "cpu":
+        phases = [
+            PhaseWork(p.phase, p.work * _CACHED_PASS_SHARE) if p.phase == "coadd pass 2" else p
+            for p in phases
+        ]
+    return phases
+
+
+_LATE_PHASES = ("two-pass gains", "coadd pass 2", "colour calibration", "finish")
+
+
+def _phase_work(config: BuildConfig, pixels: float, channels: int) -> list[PhaseWork]:
+    """The phases after loading and their work, from the tiles' pixel count."""
+    coadd = pixels * _COST_RESAMPLE * (1 + channels)
+    phases = [
+        PhaseWork("plan", pixels * _COST_PLAN),
+        PhaseWork("match", pixels * _COST_MATCH if config.match != "none" else 0.0),
+        PhaseWork("coadd pass 1", coadd),
+    ]
+    if config.two_pass.enabled:
+        phases += [
+            # Luminance only, but no cache to reuse: measured between 0.1x and 1x pass 1.
+            PhaseWork("two-pass gains", coadd * 0.4),
+            PhaseWork("coadd pass 2", coadd),
+        ]
+    outputs = sum(p is not None for p in (config.output, config.preview, config.tiff))
+    if config.colour_calibration:
+        phases.append(PhaseWork("colour calibration", pixels * channels * 0.05))
+    phases.append(PhaseWork("finish", pixels * channels * _COST_FINISH * outputs))
+    return phases
+
+
+def _file_pixels(paths: Sequence[Path]) -> float:
+    """A rough pixel count before reading: 2 bytes a pixel (most frames are 16-bit)."""
+    total = 0.0
+    for path in paths:
+        try:
+            total += path.stat().st_size / 2
+        except OSError:
+            continue
+    return max(total, 1.0)
+
+
 def build_mosaic(
     inputs: Sequence[str | Path],
     config: BuildConfig,
@@ -140,7 +231,9 @@ def build_mosaic(
         Files or folders (searched recursively).
     config : BuildConfig
     progress : callable, optional
-        ``progress(phase, done, total)``, called from the thread running the build.
+        ``progress(phase, done, PROGRESS_UNITS)``, called from the thread running the
+        build: one bar for the whole build (see `runtime.progress.BuildProgress`),
+        ``phase`` naming the current step.
     cancel : CancelToken, optional
         Checked between files, tiles, chunks and channels.
 
@@ -162,26 +255,34 @@ def build_mosaic(
         Any other failure, with a clear message.
     """
     started = time.perf_counter()
-    _check_outputs(config)
-    _check_backend(config)
-    paths = _without_outputs(discover_inputs(inputs), config, inputs)
-    if not paths:
-        raise NoUsableInputError("no FITS files found in the given inputs")
+    paths = check_request(inputs, config)
     for folder in _work_folders(config):
         remove_stale_leftovers(folder)
     budget = split_budget(config.max_memory or default_budget())
+    estimate = _file_pixels(paths)
+    bar = BuildProgress(
+        progress, [PhaseWork("load", estimate * _COST_LOAD), *_phase_work(config, estimate, 3)]
+    )
+    progress = bar  # every step reports into the one bar of the build
     loaded = load_tiles(
         paths,
         progress=progress,
         cancel=cancel,
         memory_budget=budget.tiles,
         read_budget=budget.read,
+        bayer_fallback=config.bayer_pattern,
     )
+    pixels = float(sum(t.shape[0] * t.shape[1] for t in loaded.tiles))
+    channels = loaded.tiles[0].n_channels
+    bar.plan(_phase_work(config, pixels, channels))
 
     check_cancel(cancel)
     report(progress, "plan", 0, 1)
     plan, tiles = plan_mosaic(
-        loaded.tiles, max_size=config.max_size, keep_isolated=config.keep_isolated
+        loaded.tiles,
+        max_size=config.max_size,
+        keep_isolated=config.keep_isolated,
+        north_up=config.north_up,
     )
     report(progress, "plan", 1, 1)
 
@@ -189,7 +290,8 @@ def build_mosaic(
     skipped = [*loaded.skipped, *plan.excluded]
     del loaded  # the matched tiles replace the loaded ones: do not hold both
     matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
-    tiles, match_gains, match_offsets = matched.tiles, matched.gains, matched.offsets
+    tiles, match_offsets = matched.tiles, matched.offsets
+    match_gains = matched.gains if config.match != "none" else None
     del matched
 
     scratch = ScratchSpace(_scratch_folder(config), ram_budget=budget.scratch)
@@ -206,6 +308,7 @@ def build_mosaic(
             progress=progress,
         )
         gains = None
+        bar.plan(_after_pass_one(config, pixels, channels, result.backend))
         if config.two_pass.enabled:
             check_cancel(cancel)
             gains = session.compute_gains(
@@ -229,10 +332,27 @@ def build_mosaic(
         scratch.close()
 
     check_cancel(cancel)
-    report(progress, "finish", 0, 1)
     image, coverage, wcs = result.image, result.coverage, plan.wcs
     if config.crop:
         image, coverage, wcs = crop_to_coverage(image, coverage, wcs)
+    calibration = None
+    if config.colour_calibration:
+        report(progress, "colour calibration", 0, 1)
+        calibration = measure_colour_calibration(image)
+        if calibration is None:
+            logger.info("Colour calibration skipped: it needs an RGB mosaic with covered sky")
+        else:
+            # The mosaic is this build's own array: calibrated in place, band by band.
+            image = apply_colour_calibration(image, calibration, out=image)
+            logger.info(
+                "Colour calibration: backgrounds %s -> %.4g, white balance %s from %d star(s)",
+                ", ".join(f"{v:.4g}" for v in calibration.background),
+                calibration.level,
+                ", ".join(f"{v:.3f}" for v in calibration.white_balance),
+                calibration.n_stars,
+            )
+        report(progress, "colour calibration", 1, 1)
+    report(progress, "finish", 0, 1)
     build = BuildResult(
         image=image,
         coverage=coverage,
@@ -245,15 +365,16 @@ def build_mosaic(
         gains=gains,
         match_gains=match_gains,
         match_offsets=match_offsets,
+        colour_calibration=calibration,
     )
     check_cancel(cancel)
     if config.output is not None:
         build.outputs["fits"] = write_fits(config.output, build)
     if config.preview is not None:
-        build.outputs["preview"] = write_preview_png(config.preview, build)
+        build.outputs["preview"] = write_preview_png(config.preview, build, config.preview_stretch)
     if config.tiff is not None:
         build.outputs["tiff"] = write_tiff(config.tiff, build)
-    report(progress, "finish", 1, 1)
+    bar.finish()
     logger.info(
         "Mosaic %d x %d px, %d channel(s), %d tile(s), backend=%s, in %.1f s",
         image.shape[2],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.wcs import WCS
@@ -58,6 +59,8 @@ class BuildResult:
         build did not report them).
     match_offsets : ndarray or None
         Matching offsets per tile and channel, (N, C).
+    colour_calibration : ColourCalibration or None
+        The colour calibration applied to ``image`` (None when not applied).
     outputs : dict of str to Path
         Files written: keys among "fits", "preview", "tiff".
     """
@@ -73,6 +76,7 @@ class BuildResult:
     gains: np.ndarray | None = None
     match_gains: np.ndarray | None = None
     match_offsets: np.ndarray | None = None
+    colour_calibration: Any = None
     outputs: dict[str, Path] = field(default_factory=dict)
 
     @property

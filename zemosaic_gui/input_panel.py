@@ -20,7 +20,6 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent, QKeyEvent, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -34,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from .core_access import CORE_LOCK
+from .dialogs import choose_directory, choose_open_files
 from .model.inputs import OK, PENDING, SKIPPED, InputEntry, InputListModel, format_size
 from .tasks import Task, start_task
 from .theme import COLORS
@@ -322,6 +322,9 @@ class InputPanel(QWidget):
         item.setIcon(COL_STATUS, self._icons[status])
         item.setText(COL_STATUS, entry.status_text)
         item.setToolTip(COL_STATUS, entry.details)
+        item.setToolTip(
+            COL_FILE, f"{entry.path}\n{entry.header}" if entry.header else str(entry.path)
+        )
         colour = {OK: COLORS["text"], SKIPPED: COLORS["warning"], PENDING: COLORS["text_muted"]}
         item.setForeground(COL_STATUS, QColor(colour[status]))
         if status == SKIPPED:
@@ -397,18 +400,14 @@ class InputPanel(QWidget):
     @Slot()
     def choose_folder(self) -> None:
         """Ask for a folder and add its FITS files."""
-        folder = QFileDialog.getExistingDirectory(
-            self, "Add a folder of FITS tiles", self.last_folder
-        )
+        folder = choose_directory(self, "Add a folder of FITS tiles", self.last_folder)
         if folder:
             self.add_inputs([folder])
 
     @Slot()
     def choose_files(self) -> None:
         """Ask for FITS files and add them."""
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Add FITS files", self.last_folder, FITS_FILTER
-        )
+        files = choose_open_files(self, "Add FITS files", self.last_folder, FITS_FILTER)
         if files:
             self.add_inputs(files)
             self.folder_chosen.emit(str(Path(files[0]).parent))

@@ -258,14 +258,21 @@ class LogPanel(QWidget):
 
     def _update_counts(self) -> None:
         self.warning_label.setText(f"⚠ {self._warnings}")
-        self.warning_label.setToolTip(f"{self._warnings} warning(s) since the log was cleared")
+        self.warning_label.setToolTip(f"{self._warnings} warning(s) since the last build started")
         self.warning_label.setProperty("active", self._warnings > 0)
         self.error_label.setText(f"✖ {self._errors}")
-        self.error_label.setToolTip(f"{self._errors} error(s) since the log was cleared")
+        self.error_label.setToolTip(f"{self._errors} error(s) since the last build started")
         self.error_label.setProperty("active", self._errors > 0)
         for label in (self.warning_label, self.error_label):
             label.style().unpolish(label)
             label.style().polish(label)
+
+    @Slot()
+    def reset_counts(self) -> None:
+        """Start the warning and error counters again (a new build), keeping the text."""
+        self._warnings = 0
+        self._errors = 0
+        self._update_counts()
 
     @Slot()
     def clear(self) -> None:

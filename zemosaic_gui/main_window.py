@@ -18,7 +18,7 @@ import qtawesome as qta
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog,
+    QApplication,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -34,10 +34,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from zemosaic_core.display.stretch import StretchMode
+from zemosaic_core.display.stretch import StretchParams
 from zemosaic_core.runtime.logsetup import level_name
 
 from .core_access import CORE_LOCK
+from .dialogs import choose_save_file
 from .input_panel import InputPanel
 from .log_handler import QtLogHandler, apply_log_level, attach_handler, detach_handler
 from .log_panel import LogPanel
@@ -57,7 +58,7 @@ APPLICATION = "ZeMosaic"
 #: Save-dialog filters and the output kind each one writes.
 SAVE_FILTERS: dict[str, str] = {
     "FITS science image (*.fits *.fit *.fts)": "fits",
-    "16-bit TIFF (*.tif *.tiff)": "tiff",
+    "16-bit linear TIFF (*.tif *.tiff)": "tiff",
     "Stretched PNG preview (*.png)": "png",
 }
 _EXTENSIONS: dict[str, str] = {
@@ -68,6 +69,9 @@ _EXTENSIONS: dict[str, str] = {
     ".tiff": "tiff",
     ".png": "png",
 }
+#: Input folders remembered in File > Open recent.
+RECENT_FOLDERS = 8
+
 _DEFAULT_SUFFIX = {"fits": ".fits", "tiff": ".tif", "png": ".png"}
 
 
@@ -98,7 +102,7 @@ def output_kind(path: str | os.PathLike[str], name_filter: str = "") -> str:
     raise ValueError(f"unknown output format for {Path(path).name!r}: use .fits, .tif or .png")
 
 
-def write_output(path: Path, kind: str, result: Any, stretch: StretchMode) -> Path:
+def write_output(path: Path, kind: str, result: Any, stretch: StretchParams) -> Path:
     """Write one output with the core's writers (runs in a pool thread).
 
     Parameters
@@ -106,8 +110,8 @@ def write_output(path: Path, kind: str, result: Any, stretch: StretchMode) -> Pa
     path : Path
     kind : {"fits", "tiff", "png"}
     result : BuildResult
-    stretch : {"auto", "linear", "asinh"}
-        Stretch of the PNG (the preview's).
+    stretch : StretchParams
+        The preview's transfer, levels included: the PNG is what the screen shows.
 
     Returns
     -------
@@ -121,7 +125,7 @@ def write_output(path: Path, kind: str, result: Any, stretch: StretchMode) -> Pa
             return outputs.write_fits(path, result)
         if kind == "tiff":
             return outputs.write_tiff(path, result)
-        return outputs.write_preview_png(path, result, mode=stretch)
+        return outputs.write_preview_png(path, result, params=stretch)
 
 
 class MainWindow(QMainWindow):
@@ -136,6 +140,8 @@ class MainWindow(QMainWindow):
         ``build_mosaic``-compatible callable (default ``zemosaic_core.build_mosaic``).
     detect_gpu : callable, optional
         GPU detection (default ``zemosaic_core.engine.backends.detect_gpu``).
+    confirm_quit : bool
+        Ask before closing while a built mosaic is not saved (tests turn it off).
     parent : QWidget, optional
 
     Signals
@@ -160,11 +166,14 @@ class MainWindow(QMainWindow):
         *,
         build_fn: BuildFunction | None = None,
         detect_gpu: Callable[[], Any] | None = None,
+        confirm_quit: bool = True,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("mainWindow")
-        self.setWindowTitle("ZeMosaic")
+        self.confirm_quit = confirm_quit
+        self._unsaved = False  # a built mosaic that no output holds yet
+        self._quit_box: QMessageBox | None = None
         self.setWindowIcon(app_icon())
         self.settings = settings if settings is not None else QSettings(ORGANIZATION, APPLICATION)
         self.error_box: QMessageBox | None = None
@@ -183,7 +192,8 @@ class MainWindow(QMainWindow):
         attach_handler(self.log_handler)
 
         # ---- panels ----
-        self.input_panel = InputPanel(parent=self, model=self.inputs_model)
+        self._probe_bayer: str | None = None
+        self.input_panel = InputPanel(probe=self._probe_input, parent=self, model=self.inputs_model)
         self.settings_panel = SettingsPanel(
             detect_gpu=detect_gpu, parent=self, model=self.settings_model
         )
@@ -196,6 +206,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.restore_settings()
         self._show_build_state()
+        self._update_title()
         self.settings_panel.start_detection()
 
     # ---- construction ---------------------------------------------------------------
@@ -254,7 +265,7 @@ class MainWindow(QMainWindow):
             "mdi6.content-save-outline",
             "Ctrl+S",
             self.save_as,
-            "Save the mosaic as FITS, 16-bit TIFF or stretched PNG",
+            "Save the mosaic as FITS, 16-bit linear TIFF or the stretched PNG shown",
         )
         self.quit_action = self._action("&Quit", None, "Ctrl+Q", self.close, "Quit ZeMosaic")
         view = self.preview_panel.view
@@ -301,6 +312,8 @@ class MainWindow(QMainWindow):
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
         file_menu.addActions([self.open_action, self.add_files_action])
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.setObjectName("recentMenu")
         file_menu.addSeparator()
         file_menu.addAction(self.save_action)
         file_menu.addSeparator()
@@ -441,6 +454,8 @@ class MainWindow(QMainWindow):
         self.build_button.clicked.connect(self.start_build)
         self.cancel_button.clicked.connect(self.cancel_build)
         self.input_panel.inputs_changed.connect(self._update_build_enabled)
+        self.settings_panel.bayer_combo.currentIndexChanged.connect(self._on_bayer_setting)
+        self._on_bayer_setting()
         self.input_panel.folder_chosen.connect(self._remember_input_folder)
         self.preview_panel.hovered_text.connect(self._on_hovered_text)
         self.preview_panel.coverage_button.toggled.connect(self.coverage_action.setChecked)
@@ -456,6 +471,17 @@ class MainWindow(QMainWindow):
         self._elapsed_timer = QTimer(self)
         self._elapsed_timer.setInterval(500)
         self._elapsed_timer.timeout.connect(self._tick_elapsed)
+
+    def _probe_input(self, path: Path) -> Any:
+        """Header check of one input with the Bayer pattern setting (a pool thread)."""
+        from zemosaic_core.io.loading import probe_input
+
+        return probe_input(path, self._probe_bayer)  # the caller holds the core lock
+
+    @Slot()
+    def _on_bayer_setting(self) -> None:
+        # Read here, in the GUI thread; the pool threads only read the plain value.
+        self._probe_bayer = self.settings_model.value("bayer_pattern") or None
 
     # ---- public API -----------------------------------------------------------------
 
@@ -528,6 +554,7 @@ class MainWindow(QMainWindow):
             config.batch_size or "auto",
         )
         self.build_model.start()
+        self.log_panel.reset_counts()  # the counters speak of this build
         self.progress_bar.setRange(0, 0)
         self.progress_bar.setFormat("Starting…")
         self.phase_label.setText("Starting…")
@@ -553,8 +580,8 @@ class MainWindow(QMainWindow):
         start = (
             Path(self.last_save_dir or self.input_panel.last_folder or Path.home()) / "mosaic.fits"
         )
-        path, name_filter = QFileDialog.getSaveFileName(
-            self, "Save mosaic", str(start), ";;".join(SAVE_FILTERS), next(iter(SAVE_FILTERS))
+        path, name_filter = choose_save_file(
+            self, "Save mosaic", str(start), list(SAVE_FILTERS), next(iter(SAVE_FILTERS))
         )
         if path:
             self.save_result(path, name_filter)
@@ -591,7 +618,7 @@ class MainWindow(QMainWindow):
             target,
             kind,
             self.result,
-            self.preview_panel.stretch_mode(),
+            self.preview_panel.stretch_params(),
             owner=self,
             on_return=lambda _written: self._on_saved(str(target), kind),
             on_error=lambda exc: self._on_save_failed(str(target), f"{type(exc).__name__}: {exc}"),
@@ -601,14 +628,33 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Saving {target.name}…")
         return target
 
+    def _update_title(self) -> None:
+        """``1923 × 1084 px mosaic*`` (``*``: not saved yet).
+
+        Qt adds the application's display name to window titles by itself on most
+        platforms; it is written here only when no display name is set.
+        """
+        body = ""
+        if self.result is not None:
+            _, h, w = self.result.image.shape
+            body = f"{w} × {h} px mosaic[*]"
+        if QApplication.applicationDisplayName() != APPLICATION:
+            body = f"{APPLICATION} — {body}" if body else APPLICATION
+        self.setWindowTitle(body)
+        self.setWindowModified(self._unsaved)
+
     @Slot()
     def show_about(self) -> None:
-        """Show the About box (non-modal)."""
+        """Show the About box (non-modal), with the version."""
+        from zemosaic_core import __version__
+
         box = QMessageBox(self)
+        box.setObjectName("aboutBox")
         box.setWindowTitle("About ZeMosaic")
         box.setIconPixmap(app_icon().pixmap(64, 64))
         box.setText(
-            "<b>ZeMosaic</b><br>Colour mosaics from plate-solved FITS tiles.<br><br>"
+            f"<b>ZeMosaic {__version__}</b><br>"
+            "Colour mosaics from plate-solved FITS tiles.<br><br>"
             "Coverage-weighted coadd on CPU or GPU, photometric matching and two-pass "
             "coverage renormalization."
         )
@@ -641,6 +687,9 @@ class MainWindow(QMainWindow):
         apply_log_level(level, [self.log_handler])
         self.preview_panel.set_stretch_mode(str(s.value("preview/stretch", "auto") or "auto"))
         self.settings_panel.load_settings(s)
+        self._update_recent_menu()
+        # After the launch arguments (added right after construction) had their turn.
+        QTimer.singleShot(0, self._restore_inputs)
 
     def save_settings(self) -> None:
         """Write geometry, splitters, folders, the log level and build settings."""
@@ -652,6 +701,7 @@ class MainWindow(QMainWindow):
         s.setValue("window/right_splitter", self.right_splitter.saveState())
         s.setValue("paths/last_input_dir", self.input_panel.last_folder)
         s.setValue("paths/last_save_dir", self.last_save_dir)
+        s.setValue("inputs/paths", [str(p) for p in self.input_panel.paths()])
         s.setValue("log/level", self.log_panel.level())
         s.setValue("preview/stretch", self.preview_panel.stretch_mode())
         self.settings_panel.save_settings(s)
@@ -660,6 +710,33 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _remember_input_folder(self, folder: str) -> None:
         self.settings.setValue("paths/last_input_dir", folder)
+        recent = [folder, *(f for f in self.recent_folders() if f != folder)]
+        self.settings.setValue("paths/recent_folders", recent[:RECENT_FOLDERS])
+        self._update_recent_menu()
+
+    def recent_folders(self) -> list[str]:
+        """Input folders used lately, newest first."""
+        value: Any = self.settings.value("paths/recent_folders", []) or []
+        return [str(v) for v in ([value] if isinstance(value, str) else value)]
+
+    def _update_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        folders = [f for f in self.recent_folders() if Path(f).is_dir()]
+        for folder in folders:
+            action = self.recent_menu.addAction(folder)
+            action.triggered.connect(lambda _checked=False, f=folder: self.add_inputs([f]))
+        self.recent_menu.setEnabled(bool(folders) and not self.build_model.is_building)
+
+    def _restore_inputs(self) -> None:
+        """Put back the last session's inputs, unless inputs were given at launch."""
+        if self.input_panel.paths():
+            return
+        value: Any = self.settings.value("inputs/paths", []) or []
+        paths = [Path(str(v)) for v in ([value] if isinstance(value, str) else value)]
+        existing = [p for p in paths if p.exists()]
+        if existing:
+            self.add_inputs(existing)
+            log.info("Restored %d input(s) from the last session", len(existing))
 
     # ---- build state ---------------------------------------------------------------
 
@@ -673,6 +750,7 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(model.can_cancel)
         self.open_action.setEnabled(not building)
         self.add_files_action.setEnabled(not building)
+        self.recent_menu.setEnabled(not building and not self.recent_menu.isEmpty())
         self.save_action.setEnabled(model.can_save)
         if model.cancel_requested:
             self.phase_label.setText("Cancelling…")
@@ -688,7 +766,7 @@ class MainWindow(QMainWindow):
         if state.total > 0:
             self.progress_bar.setRange(0, 100)
             self.progress_bar.setValue(state.percent)
-            self.progress_bar.setFormat(f"{state.percent} %")
+            self.progress_bar.setFormat(f"{state.label} · {state.percent} %")
         else:
             self.progress_bar.setRange(0, 0)
         if not self.build_model.cancel_requested:
@@ -699,9 +777,11 @@ class MainWindow(QMainWindow):
     def _tick_elapsed(self) -> None:
         if not self.build_model.is_building:
             return
-        state = self.build_model.progress
+        state = self.build_model.current_progress()
         if state is None or state.eta_s is None:
             self.eta_label.setText(f"{format_duration(self.build_model.elapsed())} elapsed")
+        else:  # the time left counts down between the core's reports
+            self.eta_label.setText(state.eta_text)
 
     @Slot(object)
     def _on_succeeded(self, result: Any) -> None:
@@ -714,10 +794,13 @@ class MainWindow(QMainWindow):
         self.preview_panel.set_result(result)
         self._show_cursor_text("")
         c, h, w = result.image.shape
-        gains = getattr(result, "gains", None)
         gain_text = ""
-        if gains is not None and len(gains):
-            gain_text = f", gains {float(min(gains)):.3f}–{float(max(gains)):.3f}"
+        for label, gains in (
+            ("matching gains", getattr(result, "match_gains", None)),
+            ("two-pass gains", getattr(result, "gains", None)),
+        ):
+            if gains is not None and len(gains):
+                gain_text += f", {label} {float(min(gains)):.3f}–{float(max(gains)):.3f}"
         log.info(
             "Mosaic ready: %d × %d px, %s, backend=%s (gpu_all=%s), two-pass %s, %d tile(s), "
             "%d skipped%s, %s",
@@ -741,7 +824,8 @@ class MainWindow(QMainWindow):
         self.result_label.setText(
             f"{w} × {h} px · {len(result.tile_paths)} tiles · {format_duration(elapsed)}"
         )
-        self.setWindowTitle(f"ZeMosaic — {w} × {h} px")
+        self._unsaved = True
+        self._update_title()
 
     @Slot(str, str)
     def _on_failed(self, message: str, details: str) -> None:
@@ -781,8 +865,10 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def _on_saved(self, path: str, kind: str) -> None:
-        names = {"fits": "FITS", "tiff": "16-bit TIFF", "png": "PNG preview"}
+        names = {"fits": "FITS", "tiff": "16-bit linear TIFF", "png": "PNG preview"}
         log.info("Saved the %s to %s", names.get(kind, kind), path)
+        self._unsaved = False
+        self._update_title()
         self.statusBar().showMessage(f"Saved {path}", 8000)
         self.saved.emit(path)
 
@@ -829,8 +915,42 @@ class MainWindow(QMainWindow):
 
     # ---- closing -------------------------------------------------------------------
 
+    def _ask_before_closing(self) -> None:
+        """Offer to save a built mosaic that was never saved (non-blocking)."""
+        box = QMessageBox(self)
+        box.setObjectName("quitBox")
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Unsaved mosaic")
+        box.setText("The mosaic you built has not been saved.")
+        box.setInformativeText("Save it before closing? Closing now discards it.")
+        box.setStandardButtons(
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel
+        )
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def answered(button: int) -> None:
+            self._quit_box = None
+            if button == QMessageBox.StandardButton.Discard:
+                self._unsaved = False
+                self.close()
+            elif button == QMessageBox.StandardButton.Save:
+                self.save_as()
+
+        box.finished.connect(answered)
+        self._quit_box = box
+        box.open()  # window-modal, returns at once
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
-        """Stop a running build, save the settings and detach the log handler."""
+        """Ask about an unsaved mosaic, stop a running build, save the settings and
+        detach the log handler."""
+        if self.confirm_quit and self._unsaved and not self.runner.is_running():
+            event.ignore()
+            if self._quit_box is None:
+                self._ask_before_closing()
+            return
         self._closing = True
         if self.runner.is_running():
             self.build_model.request_cancel()

@@ -9,6 +9,7 @@ thread replaces it with the same stretch parameters.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any, cast
@@ -20,6 +21,7 @@ from PySide6.QtCore import (
     QRectF,
     Qt,
     QThreadPool,
+    QTimer,
     Signal,
     Slot,
 )
@@ -43,6 +45,7 @@ from zemosaic_core.display.stretch import StretchMode
 
 from . import display
 from .core_access import CORE_LOCK
+from .stretch_controls import StretchControls
 from .tasks import Task, start_task
 from .theme import COLORS
 
@@ -55,7 +58,7 @@ FULL_MAX_SIDE = 8192
 #: Zoom limits (screen pixels per image pixel).
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
 
-STRETCH_LABELS: dict[str, str] = {"auto": "Auto STF", "linear": "Linear", "asinh": "Asinh"}
+STRETCH_LABELS: dict[str, str] = display.STRETCH_LABELS
 
 
 def _render_view(array: np.ndarray, params: Any, step: int, view: str) -> QImage:
@@ -85,6 +88,28 @@ def format_dec(dec_deg: float) -> str:
     return f"{sign}{int(degrees):02d}°{int(minutes):02d}′{int(seconds):02d}″"
 
 
+def sky_grid_for(result: Any, *, wait: bool = True) -> Any:
+    """The result's `SkyGrid`, made once under the core lock (None without a WCS, or
+    when ``wait`` is False and a build holds the lock)."""
+    grid = getattr(result, "_zemosaic_sky_grid", None)
+    if grid is not None or getattr(result, "wcs", None) is None:
+        return grid
+    from zemosaic_core.geometry.skygrid import SkyGrid
+
+    if not CORE_LOCK.acquire(blocking=wait):
+        return None
+    try:
+        grid = SkyGrid.from_wcs(result.wcs, tuple(result.image.shape[1:]))
+    except Exception:  # a WCS that cannot transform: no RA/Dec in the read-out
+        log.debug("No sky grid for this mosaic", exc_info=True)
+        return None
+    finally:
+        CORE_LOCK.release()
+    with contextlib.suppress(AttributeError):  # a slotted result: made again next time
+        result._zemosaic_sky_grid = grid
+    return grid
+
+
 def describe_pixel(result: Any, x: int, y: int) -> str:
     """The status-bar text for image pixel (x, y) of a build result.
 
@@ -99,27 +124,23 @@ def describe_pixel(result: Any, x: int, y: int) -> str:
     -------
     str
         ``"x 12  y 34 │ RA 05h35m17.3s  Dec -05°23′28″ │ R 0.12 G 0.1 B 0.09 │ cov 4"``.
+        RA/Dec come from the result's sky grid, never from the WCS itself, so they
+        show while another build runs.
     """
     image = result.image
     _, h, w = image.shape
     if not (0 <= x < w and 0 <= y < h):
         return ""
     parts = [f"x {x:>5d}  y {y:>5d}"]
-    wcs = getattr(result, "wcs", None)
-    # Never wait in the GUI thread: while a build holds the lock, leave RA/Dec out.
-    if wcs is not None and CORE_LOCK.acquire(blocking=False):
-        try:
-            lon, lat = (float(v) for v in wcs.pixel_to_world_values(x, y))
-            ctype = str(wcs.wcs.ctype[0]).upper()
-            if ctype.startswith("RA"):
-                parts.append(f"RA {format_ra(lon)}  Dec {format_dec(lat)}")
-            else:
-                names = [str(t).split("-")[0] or "lon" for t in wcs.wcs.ctype[:2]]
-                parts.append(f"{names[0]} {lon:.5f}°  {names[1]} {lat:.5f}°")
-        except Exception:  # a WCS that cannot transform this pixel
-            pass
-        finally:
-            CORE_LOCK.release()
+    grid = sky_grid_for(result, wait=False)  # the GUI thread never waits for a build
+    world = grid.world(x, y) if grid is not None else None
+    if world is not None:
+        lon, lat = world
+        if grid.ctypes[0].upper().startswith("RA"):
+            parts.append(f"RA {format_ra(lon)}  Dec {format_dec(lat)}")
+        else:
+            names = [t.split("-")[0] or "lon" for t in grid.ctypes]
+            parts.append(f"{names[0]} {lon:.5f}°  {names[1]} {lat:.5f}°")
     values = image[:, y, x]
     if values.shape[0] >= 3:
         labels = ("R", "G", "B")
@@ -350,7 +371,8 @@ class PreviewPanel(QWidget):
         self.setObjectName("previewPanel")
         self.view = PreviewView(self)
         self._result: Any = None
-        self._params: display.StretchParams | None = None
+        self._params: display.StretchParams | None = None  # automatic, without levels
+        self._levels: tuple[float, float, float] = display.DEFAULT_LEVELS
         self._generation = 0
         self._pool = QThreadPool.globalInstance()
         self._jobs: set[Task] = set()
@@ -365,12 +387,28 @@ class PreviewPanel(QWidget):
         for mode in display.MODES:
             self.stretch_combo.addItem(STRETCH_LABELS[mode], mode)
         self.stretch_combo.setToolTip(
-            "Display stretch (screen only, never applied to the data):\n"
-            "Auto STF — linked midtones transfer from the median and MAD\n"
-            "Linear — 0.05 % to 99.95 % quantiles\n"
-            "Asinh — arcsinh with the Auto black point"
+            "Display stretch (screen and PNG only, never applied to the science FITS):\n"
+            "Auto STF (neutral background) — per-channel midtones transfer: a grey sky\n"
+            "Auto STF (linked) — one transfer for all channels: colour casts kept\n"
+            "Asinh — arcsinh stretch, neutral background\n"
+            "Linear — 0.05 % to 99.95 % quantiles"
         )
         self.stretch_combo.currentIndexChanged.connect(self._on_stretch_changed)
+
+        self.levels_button = self._tool(
+            "mdi6.chart-histogram", "Black point, midtones and white point", checkable=True
+        )
+        self.levels_button.setObjectName("levelsButton")
+        self.levels_button.setText("Levels")
+        self.levels_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.stretch_controls = StretchControls(self)
+        self.stretch_controls.setVisible(False)
+        self.levels_button.toggled.connect(self.stretch_controls.setVisible)
+        self.stretch_controls.levels_changed.connect(self._on_levels_changed)
+        self._levels_timer = QTimer(self)
+        self._levels_timer.setSingleShot(True)
+        self._levels_timer.setInterval(40)  # coalesce slider moves into one render
+        self._levels_timer.timeout.connect(self.render_view)
 
         self.rgb_button = self._tool("mdi6.palette-outline", "RGB mosaic", checkable=True)
         self.rgb_button.setObjectName("rgbViewButton")
@@ -420,6 +458,7 @@ class PreviewPanel(QWidget):
         stretch_label.setObjectName("mutedLabel")
         bar.addWidget(stretch_label)
         bar.addWidget(self.stretch_combo)
+        bar.addWidget(self.levels_button)
         bar.addSpacing(8)
         bar.addWidget(self.zoom_out_button)
         bar.addWidget(self.zoom_label)
@@ -431,6 +470,7 @@ class PreviewPanel(QWidget):
         layout.setContentsMargins(8, 6, 8, 6)
         layout.setSpacing(6)
         layout.addLayout(bar)
+        layout.addWidget(self.stretch_controls)
         layout.addWidget(self.view, 1)
         self._set_controls_enabled(False)
         self.view.clear_image()
@@ -449,6 +489,7 @@ class PreviewPanel(QWidget):
     def _set_controls_enabled(self, enabled: bool) -> None:
         for widget in (
             self.stretch_combo,
+            self.levels_button,
             self.rgb_button,
             self.coverage_button,
             self.zoom_in_button,
@@ -483,6 +524,10 @@ class PreviewPanel(QWidget):
         """Show the RGB mosaic (``"rgb"``) or the coverage map (``"coverage"``)."""
         (self.coverage_button if mode == "coverage" else self.rgb_button).setChecked(True)
 
+    def is_refined(self) -> bool:
+        """Whether the shown rendering is the final one (no background job pending)."""
+        return not self._jobs
+
     def set_result(self, result: Any) -> None:
         """Show a build result (``image``, ``coverage``, ``wcs``).
 
@@ -491,12 +536,14 @@ class PreviewPanel(QWidget):
         result : BuildResult
         """
         self._result = result
+        sky_grid_for(result)  # now, while no build holds the core
         self._params = None
         _, h, w = result.image.shape
         n_ch = result.image.shape[0]
         self.info_label.setText(f"{w} × {h} px · {'RGB' if n_ch >= 3 else 'mono'}")
         self._set_controls_enabled(True)
         self.stretch_combo.setEnabled(self.view_mode() == "rgb")
+        self.levels_button.setEnabled(self.view_mode() == "rgb")
         self.render_view()
 
     def clear(self) -> None:
@@ -510,8 +557,26 @@ class PreviewPanel(QWidget):
         self.zoom_label.setText("—")
 
     def stretch_params(self) -> display.StretchParams | None:
-        """The linked stretch of the shown RGB rendering."""
-        return self._params
+        """The transfer of the shown RGB rendering, levels included (what a PNG gets)."""
+        if self._params is None and self._result is not None:
+            self._update_params()
+        if self._params is None:
+            return None
+        return self._params.with_levels(*self._levels)
+
+    def levels(self) -> tuple[float, float, float]:
+        """The user's black point, midtones balance and white point."""
+        return self._levels
+
+    def set_levels(self, black: float, midtones: float, white: float) -> None:
+        """Set the levels (as the sliders do) and re-render."""
+        self.stretch_controls.set_levels((black, midtones, white))
+
+    def _update_params(self) -> None:
+        """Automatic parameters and histogram for the current mode."""
+        result = self._result
+        self._params = display.compute_params(result.image, self.stretch_mode())
+        self.stretch_controls.set_histogram(display.display_histogram(result.image, self._params))
 
     @Slot()
     def render_view(self) -> None:
@@ -530,11 +595,13 @@ class PreviewPanel(QWidget):
             array, params = result.coverage, None
         else:
             if self._params is None or self._params.mode != self.stretch_mode():
-                self._params = display.compute_params(result.image, self.stretch_mode())
-            rgba = display.render_rgba(result.image, self._params, quick_step)
+                self._update_params()
+            params = self.stretch_params()
+            assert params is not None  # _update_params ran for this result
+            rgba = display.render_rgba(result.image, params, quick_step)
             n_ch = result.image.shape[0]
             self.info_label.setText(f"{w} × {h} px · {'RGB' if n_ch >= 3 else 'mono'}")
-            array, params = result.image, self._params
+            array = result.image
         self.view.set_image(display.rgba_to_qimage(rgba), (w, h), quick_step)
         if full_step < quick_step:
             task = start_task(
@@ -567,9 +634,18 @@ class PreviewPanel(QWidget):
         if self._result is not None and self.view_mode() == "rgb":
             self.render_view()
 
+    @Slot(float, float, float)
+    def _on_levels_changed(self, black: float, midtones: float, white: float) -> None:
+        self._levels = (black, midtones, white)
+        if self._result is not None and self.view_mode() == "rgb":
+            self._levels_timer.start()
+
     @Slot(bool)
     def _on_view_changed(self, _checked: bool) -> None:
-        self.stretch_combo.setEnabled(self._result is not None and self.view_mode() == "rgb")
+        rgb = self._result is not None and self.view_mode() == "rgb"
+        self.stretch_combo.setEnabled(rgb)
+        self.levels_button.setEnabled(rgb)
+        self.stretch_controls.setEnabled(rgb)
         if self._result is not None:
             self.render_view()
 

@@ -1,6 +1,10 @@
-"""Turning ``progress(phase, done, total)`` calls into a bar value, a label and an ETA.
+"""Turning a build's ``progress(phase, done, total)`` calls into a bar value, a label and
+an ETA.
 
-Pure Python (no Qt) so the arithmetic is unit-tested on its own.
+A build reports one bar for its whole run (``zemosaic_core.runtime.progress``): ``done``
+out of ``total`` is the share of the build, ``phase`` names the current step. The time
+left comes from the core's `EtaEstimator` (the CLI uses the same), so it counts down
+between reports and never shows 0:00 before the end. Pure Python (no Qt).
 """
 
 from __future__ import annotations
@@ -8,6 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from zemosaic_core.runtime.progress import EtaEstimator, format_duration
+
+__all__ = ["ProgressState", "ProgressTracker", "format_duration"]
 
 
 @dataclass(frozen=True)
@@ -19,11 +27,11 @@ class ProgressState:
     phase : str
         The core's phase label ("load", "coadd pass 1", ...).
     done, total : int
-        Units done and units in the phase.
+        Share of the whole build done, in units of ``total``.
     percent : int
-        0-100 within the phase.
+        0-100 of the whole build.
     eta_s : float or None
-        Estimated seconds left in the phase; None until it can be estimated.
+        Estimated seconds left in the build; None until it can be estimated.
     elapsed_s : float
         Seconds since the build started.
     """
@@ -37,11 +45,8 @@ class ProgressState:
 
     @property
     def label(self) -> str:
-        """``"Coadd pass 1 · 3/6"``."""
-        name = self.phase[:1].upper() + self.phase[1:] if self.phase else "Working"
-        if self.total > 0:
-            return f"{name} · {self.done}/{self.total}"
-        return name
+        """``"Coadd pass 1"``: the step the build is in."""
+        return self.phase[:1].upper() + self.phase[1:] if self.phase else "Working"
 
     @property
     def eta_text(self) -> str:
@@ -52,79 +57,45 @@ class ProgressState:
         return f"ETA {format_duration(self.eta_s)} · {elapsed}"
 
 
-def format_duration(seconds: float) -> str:
-    """Format seconds as ``m:ss`` (or ``h:mm:ss`` from one hour).
-
-    Parameters
-    ----------
-    seconds : float
-
-    Returns
-    -------
-    str
-    """
-    total = max(0, int(round(seconds)))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{minutes}:{secs:02d}"
-
-
 class ProgressTracker:
-    """Keeps the timing of a build's phases to estimate the time left.
+    """Keeps a build's timing to show its progress and the time left.
 
     Parameters
     ----------
     clock : callable, optional
         Monotonic clock in seconds (injected by tests).
-
-    Notes
-    -----
-    The core reports phases one after another, each with its own ``total``; the
-    estimate is the phase's mean rate so far times the units left, available once a
-    unit is done and a quarter of a second has passed in the phase.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._start = clock()
-        self._phase = ""
-        self._phase_start = self._start
+        self._eta = EtaEstimator(clock)
+        self._last: ProgressState | None = None
 
     def start(self) -> None:
         """Reset the clocks at the start of a build."""
-        self._start = self._clock()
-        self._phase = ""
-        self._phase_start = self._start
+        self._eta.start()
+        self._last = None
 
     def elapsed(self) -> float:
         """Seconds since `start`."""
-        return self._clock() - self._start
+        return self._eta.elapsed()
 
     def update(self, phase: str, done: int, total: int) -> ProgressState:
-        """Record one progress report and return what to show.
-
-        Parameters
-        ----------
-        phase : str
-        done, total : int
-
-        Returns
-        -------
-        ProgressState
-        """
-        now = self._clock()
-        if phase != self._phase:
-            self._phase = phase
-            self._phase_start = now
+        """Record one progress report and return what to show."""
         total = max(0, int(total))
-        done = min(max(0, int(done)), total) if total else max(0, int(done))
-        percent = int(round(100 * done / total)) if total else 0
-        in_phase = now - self._phase_start
-        eta: float | None = None
-        if total and 0 < done < total and in_phase >= 0.25:
-            eta = in_phase / done * (total - done)
-        elif total and done >= total:
-            eta = 0.0
-        return ProgressState(phase, done, total, percent, eta, now - self._start)
+        done = min(max(0, int(done)), total) if total else 0
+        fraction = done / total if total else 0.0
+        self._eta.update(fraction)
+        percent = min(100, int(100 * fraction))  # floor: 100 % only when done
+        self._last = ProgressState(
+            phase, done, total, percent, self._eta.eta(), self._eta.elapsed()
+        )
+        return self._last
+
+    def current(self) -> ProgressState | None:
+        """The last state with the time left counted down to now (for a timer tick)."""
+        last = self._last
+        if last is None:
+            return None
+        return ProgressState(
+            last.phase, last.done, last.total, last.percent, self._eta.eta(), self._eta.elapsed()
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QSettings, QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtGui import QStandardItemModel
@@ -34,15 +34,15 @@ from zemosaic_core.config import SETTING_LABELS
 from .model.settings import SettingsModel
 from .tasks import Task, start_task
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
 
 #: ``(label, value)`` of each choice, in the core's order.
 BACKEND_ITEMS = SettingsModel.choices("backend")
 COMBINE_ITEMS = SettingsModel.choices("combine")
 MATCH_ITEMS = SettingsModel.choices("match")
+
+
+BAYER_ITEMS = SettingsModel.choices("bayer_pattern")
 
 
 def _default_detect_gpu() -> Any:
@@ -260,6 +260,26 @@ class SettingsPanel(QWidget):
         scratch_layout.addWidget(self.scratch_edit, 1)
         scratch_layout.addWidget(self.scratch_button)
         advanced_form.addRow(self._label(SETTING_LABELS["scratch"]), scratch_row)
+        self.colour_check = QCheckBox(SETTING_LABELS["colour_calibration"])
+        self.colour_check.setObjectName("colourCalibrationCheck")
+        self.colour_check.setToolTip(
+            "Neutralise the sky background and white-balance on the stars' average colour.\n"
+            "Applied to the finished mosaic (the FITS header records it)."
+        )
+        self.north_up_check = QCheckBox("North-up canvas")
+        self.north_up_check.setObjectName("northUpCheck")
+        self.north_up_check.setToolTip(
+            "Align the canvas with north instead of the smallest rotated rectangle"
+        )
+        self.bayer_combo = _combo(
+            "bayerCombo",
+            BAYER_ITEMS,
+            "Bayer pattern of raw colour frames whose header declares none (no BAYERPAT);\n"
+            "frames that declare one keep theirs",
+        )
+        advanced_form.addRow(self.colour_check)
+        advanced_form.addRow(self.north_up_check)
+        advanced_form.addRow(self._label("Undeclared Bayer"), self.bayer_combo)
         self.advanced_box = QWidget()
         self.advanced_box.setObjectName("advancedBox")
         self.advanced_box.setLayout(advanced_form)
@@ -339,6 +359,17 @@ class SettingsPanel(QWidget):
             ),
             "max_size": spin(self.max_size_spin),
             "scratch": (self.scratch_edit, self.scratch_edit.text, self.scratch_edit.setText),
+            "colour_calibration": (
+                self.colour_check,
+                self.colour_check.isChecked,
+                self.colour_check.setChecked,
+            ),
+            "north_up": (
+                self.north_up_check,
+                self.north_up_check.isChecked,
+                self.north_up_check.setChecked,
+            ),
+            "bayer_pattern": combo(self.bayer_combo),
         }
 
     def _bind_model(self) -> None:

@@ -1,1 +1,2 @@
-"""Display stretches for previews and 8-bit/16-bit exports (never applied to science data)."""
+"""Display transfers for previews and 8-bit exports (never applied to science data), and
+the optional colour calibration of a finished mosaic."""

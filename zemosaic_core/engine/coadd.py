@@ -122,9 +122,18 @@ def coadd_pass(
     if len(chunks) > 1:
         image = allocate((n_channels, height, width), np.float32)
         coverage_plane = allocate((height, width), np.float32)
-    total = sum(
-        1 for y0, y1 in chunks for box in plan.bboxes if box.overlaps(BoundingBox(y0, y1, 0, width))
-    )
+
+    # Work units: per tile and chunk, one for its resampling and one per channel sampled
+    # into the accumulators; per chunk, its combine (as costly as a channel per tile for
+    # the stacking combines). A bar never sits at 100 % while channels still run.
+    def combine_units(n_members: int) -> int:
+        return n_members if stacking else 1
+
+    members_per_chunk = [
+        sum(1 for box in plan.bboxes if box.overlaps(BoundingBox(y0, y1, 0, width)))
+        for y0, y1 in chunks
+    ]
+    total = sum(m * (1 + n_channels) + combine_units(m) for m in members_per_chunk)
     done = 0
     phase = f"coadd pass {pass_index}"
     report(progress, phase, 0, total)
@@ -175,11 +184,15 @@ def coadd_pass(
                             reducer.add(
                                 layer_of[prep.tile_index], channel, prep.region, values, weights
                             )
+                        done += len(prepared)
+                        report(progress, phase, done, total)
                 finally:
                     for prep in prepared:
                         backend.release(prep)
             chunk_image, chunk_cov = reducer.result()
             del reducer
+            done += combine_units(len(members))
+            report(progress, phase, done, total)
             chunk_cov = compact_coverage(backend.to_host(chunk_cov))
             if image is None:
                 image, coverage = backend.to_host(chunk_image), chunk_cov

@@ -143,11 +143,18 @@ def grid_offset(tile_wcs: WCS, out_wcs: WCS) -> tuple[int, int] | None:
     return dy, dx
 
 
-def _optimal_grid(tiles: Sequence[TileLike]) -> tuple[WCS, tuple[int, int]]:
-    """The minimum-area canvas of ``tiles``; PlanningError when none can be computed."""
+def _optimal_grid(tiles: Sequence[TileLike], north_up: bool = False) -> tuple[WCS, tuple[int, int]]:
+    """The output grid: the minimum-area rotated canvas, or north up on request.
+
+    A single pointing of a smart telescope is seldom aligned with north; a north-up
+    canvas around it is about half empty. The rotation lives in the WCS (PC matrix).
+    PlanningError when no canvas can be computed.
+    """
     try:
         with np.errstate(all="ignore"):
-            wcs, shape = find_optimal_celestial_wcs([(t.shape, t.wcs) for t in tiles])
+            wcs, shape = find_optimal_celestial_wcs(
+                [(t.shape, t.wcs) for t in tiles], auto_rotate=not north_up
+            )
         height, width = float(shape[0]), float(shape[1])
     except Exception as exc:  # reproject fails with NaN when no projection holds them all
         logger.debug("find_optimal_celestial_wcs failed", exc_info=True)
@@ -322,6 +329,7 @@ def plan_mosaic(
     *,
     max_size: int = DEFAULT_MAX_SIZE_PX,
     keep_isolated: bool = False,
+    north_up: bool = False,
 ) -> tuple[MosaicPlan, list[TileLike]]:
     """Plan the output grid for ``tiles``.
 
@@ -338,6 +346,8 @@ def plan_mosaic(
         Largest canvas side accepted, in pixels.
     keep_isolated : bool
         Keep isolated tiles and separate groups even when they blow the canvas up.
+    north_up : bool
+        A north-up canvas instead of the minimum-area rotated one (the default).
 
     Returns
     -------
@@ -366,7 +376,7 @@ def plan_mosaic(
     excluded.extend(InputError(kept[i].path, r) for i, r in sorted(group_reasons.items()))
     kept = [t for i, t in enumerate(kept) if i not in group_reasons]
 
-    wcs, shape = _optimal_grid(kept)
+    wcs, shape = _optimal_grid(kept, north_up)
     if max(shape) > max_size:
         raise PlanningError(
             f"the mosaic canvas would be {shape[1]} x {shape[0]} px, above the limit of "

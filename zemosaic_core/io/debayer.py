@@ -20,10 +20,11 @@ import logging
 
 import numpy as np
 
+from ..config import BAYER_PATTERNS
+
 logger = logging.getLogger(__name__)
 
 #: The 2x2 colour patterns understood, as written in the ``BAYERPAT`` FITS card.
-BAYER_PATTERNS: tuple[str, ...] = ("RGGB", "BGGR", "GRBG", "GBRG")
 
 _CHANNEL_INDEX = {"R": 0, "G": 1, "B": 2}
 

@@ -95,6 +95,8 @@ class InputProbe:
         ``(C, H, W)`` of the tile the file would give, when known.
     size_bytes : int
         Size of the file on disk (0 when it cannot be read).
+    details : dict of str to str
+        What the headers say about the exposure, for the user (`header_details`).
     """
 
     path: Path
@@ -103,6 +105,7 @@ class InputProbe:
     n_channels: int | None
     shape: tuple[int, int, int] | None
     size_bytes: int
+    details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -540,12 +543,20 @@ def _celestial_wcs(
     return wcs
 
 
-def _bayer_pattern(path: Path, header: fits.Header, height: int) -> str | None:
-    """The Bayer pattern applying to the stored array, or None for a mono image."""
+def _bayer_pattern(
+    path: Path, header: fits.Header, height: int, fallback: str | None = None
+) -> str | None:
+    """The Bayer pattern applying to the stored array, or None for a mono image.
+
+    ``fallback`` is the user's pattern for frames that declare none (no BAYERPAT card);
+    a frame that declares one, or says it is mono, keeps what it says.
+    """
     try:
         value = header.get("BAYERPAT")
     except Exception as exc:
         raise _fail(path, "unparsable BAYERPAT card", exc) from exc
+    if value is None and fallback:
+        value = fallback
     if value is None or isinstance(value, bool):
         return None
     text = str(value).strip().upper()
@@ -573,7 +584,13 @@ def _is_image_hdu(hdu: object) -> bool:
     return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
 
 
-def _inspect_hdu(path: Path, hdul: fits.HDUList, index: int, file: _FileInfo) -> _Selection:
+def _inspect_hdu(
+    path: Path,
+    hdul: fits.HDUList,
+    index: int,
+    file: _FileInfo,
+    bayer_fallback: str | None = None,
+) -> _Selection:
     """Header-level checks of one image HDU; raises InputError with the reason."""
     hdu = hdul[index]
     header = hdu.header
@@ -602,7 +619,7 @@ def _inspect_hdu(path: Path, hdul: fits.HDUList, index: int, file: _FileInfo) ->
         _check_scaling(path, header)
     _check_data_present(path, hdu, dims, file)
     wcs = _celestial_wcs(path, hdul, header, axes, height, width)
-    bayer = _bayer_pattern(path, header, height) if planes == 1 else None
+    bayer = _bayer_pattern(path, header, height, bayer_fallback) if planes == 1 else None
     return _Selection(index, layout, planes, height, width, wcs, bayer)
 
 
@@ -653,7 +670,9 @@ def _check_compressed_layout(path: Path, hdu: fits.CompImageHDU) -> None:
         )
 
 
-def _select(path: Path, hdul: fits.HDUList, file: _FileInfo) -> _Selection:
+def _select(
+    path: Path, hdul: fits.HDUList, file: _FileInfo, bayer_fallback: str | None = None
+) -> _Selection:
     """The first HDU holding a usable image with a celestial WCS."""
     first_error: InputError | None = None
     index = 0
@@ -669,7 +688,7 @@ def _select(path: Path, hdul: fits.HDUList, file: _FileInfo) -> _Selection:
             break
         if _is_image_hdu(hdu) and int(hdu.header.get("NAXIS", 0) or 0) > 0:
             try:
-                selection = _inspect_hdu(path, hdul, index, file)
+                selection = _inspect_hdu(path, hdul, index, file, bayer_fallback)
             except InputError as err:
                 logger.debug("%s: HDU %d not usable: %s", path, index, err.reason)
                 if first_error is None:
@@ -788,10 +807,10 @@ def _read_peak_bytes(hdu: fits.hdu.base._BaseHDU, selection: _Selection) -> int:
     return raw + scaled + tile + debayer
 
 
-def _load_tile(path: Path, memory_budget: int | None) -> Tile:
+def _load_tile(path: Path, memory_budget: int | None, bayer_fallback: str | None) -> Tile:
     file = _check_file(path)
     with _quiet_astropy(path), _open_fits(path, file) as hdul:
-        selection = _select(path, hdul, file)
+        selection = _select(path, hdul, file, bayer_fallback)
         hdu = hdul[selection.index]
         if memory_budget is not None:
             needed = _read_peak_bytes(hdu, selection)
@@ -819,7 +838,9 @@ def _load_tile(path: Path, memory_budget: int | None) -> Tile:
     return Tile(data=pixels, wcs=selection.wcs, path=path)
 
 
-def load_tile(path: str | Path, *, memory_budget: int | None = None) -> Tile:
+def load_tile(
+    path: str | Path, bayer_fallback: str | None = None, *, memory_budget: int | None = None
+) -> Tile:
     """Read one input file as a tile.
 
     Parameters
@@ -827,6 +848,8 @@ def load_tile(path: str | Path, *, memory_budget: int | None = None) -> Tile:
     path : path-like
         A FITS file (``.fz`` tile-compressed and ``.gz`` files included). The first HDU
         holding a 2-D image or a 3-D colour cube with a celestial WCS is used.
+    bayer_fallback : {"RGGB", "BGGR", "GRBG", "GBRG"}, optional
+        Bayer pattern of a raw frame that declares none (no ``BAYERPAT`` card).
     memory_budget : int, optional
         Bytes that reading the file may take at its peak; a file whose header announces
         more is refused before its data are read or decompressed. ``None``: no limit.
@@ -846,7 +869,7 @@ def load_tile(path: str | Path, *, memory_budget: int | None = None) -> Tile:
     """
     p = Path(path)
     try:
-        return _load_tile(p, memory_budget)
+        return _load_tile(p, memory_budget, bayer_fallback)
     except InputError:
         raise
     except MemoryError as exc:
@@ -855,13 +878,52 @@ def load_tile(path: str | Path, *, memory_budget: int | None = None) -> Tile:
         raise _fail(p, f"unreadable FITS file ({_exc_text(exc)})", exc) from exc
 
 
-def probe_input(path: str | Path) -> InputProbe:
+#: Header details shown per input: label and the cards that may hold it, first found wins.
+DETAIL_CARDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("exposure", ("EXPTIME", "EXPOSURE", "EXP_TIME")),
+    ("filter", ("FILTER", "FILTER1")),
+    ("bayer", ("BAYERPAT", "COLORTYP")),
+    ("date", ("DATE-OBS", "DATE_OBS", "DATE")),
+    ("camera", ("INSTRUME", "CAMERA", "TELESCOP")),
+)
+
+
+def header_details(*headers: fits.Header) -> dict[str, str]:
+    """Exposure, filter, Bayer pattern, date and camera from FITS headers (first wins).
+
+    Returns
+    -------
+    dict of str to str
+        Only the details found; the exposure as ``"10 s"``.
+    """
+    details: dict[str, str] = {}
+    for label, keys in DETAIL_CARDS:
+        for header in headers:
+            value = next((header.get(k) for k in keys if header.get(k) not in (None, "")), None)
+            if value is None:
+                continue
+            if label == "exposure":
+                try:
+                    text = f"{float(value):g} s"
+                except (TypeError, ValueError):
+                    text = str(value)
+            else:
+                text = str(value).strip()
+            if text:
+                details[label] = text
+                break
+    return details
+
+
+def probe_input(path: str | Path, bayer_fallback: str | None = None) -> InputProbe:
     """Check one input from its headers only (fast: pixel data are not read).
 
     Parameters
     ----------
     path : path-like
         The file.
+    bayer_fallback : str, optional
+        As in `load_tile`.
 
     Returns
     -------
@@ -876,7 +938,8 @@ def probe_input(path: str | Path) -> InputProbe:
     try:
         file = _check_file(p)
         with _quiet_astropy(p), _open_fits(p, file) as hdul:
-            selection = _select(p, hdul, file)
+            selection = _select(p, hdul, file, bayer_fallback)
+            details = header_details(hdul[selection.index].header, hdul[0].header)
     except InputError as err:
         return InputProbe(p, False, err.reason, None, None, size_bytes)
     except Exception as exc:
@@ -884,21 +947,21 @@ def probe_input(path: str | Path) -> InputProbe:
         return InputProbe(p, False, failure.reason, None, None, size_bytes)
     channels = selection.n_channels
     shape = (channels, selection.height, selection.width)
-    return InputProbe(p, True, None, channels, shape, size_bytes)
+    return InputProbe(p, True, None, channels, shape, size_bytes, details)
 
 
 def _channel_word(n_channels: int) -> str:
     return "mono" if n_channels == 1 else f"{n_channels}-channel"
 
 
-def _lazy(tile: Tile) -> LazyTile:
+def _lazy(tile: Tile, bayer_fallback: str | None = None) -> LazyTile:
     path = tile.path
     return LazyTile(
         path=path,
         wcs=tile.wcs,
         shape=tile.shape,
         n_channels=tile.n_channels,
-        reader=lambda: load_tile(path).data,
+        reader=lambda: load_tile(path, bayer_fallback).data,
         weight_map=tile.weight_map,
         tile_weight=tile.tile_weight,
     )
@@ -911,6 +974,7 @@ def load_tiles(
     cancel: CancelToken | None = None,
     memory_budget: int | None = None,
     read_budget: int | None = None,
+    bayer_fallback: str | None = None,
 ) -> LoadResult:
     """Read every input, skipping the unusable ones.
 
@@ -930,6 +994,8 @@ def load_tiles(
     read_budget : int, optional
         Bytes that reading one file may take at its peak (see `load_tile`); a file
         that needs more is skipped by name. ``None``: no limit.
+    bayer_fallback : str, optional
+        Bayer pattern of raw frames that declare none (see `load_tile`).
 
     Returns
     -------
@@ -959,13 +1025,13 @@ def load_tiles(
     for done, item in enumerate(items, start=1):
         check_cancel(cancel)
         try:
-            tile = load_tile(item, memory_budget=read_budget)
+            tile = load_tile(item, bayer_fallback, memory_budget=read_budget)
         except InputError as err:
             skip(err)
         else:
             held += tile.data.nbytes
             over_budget = memory_budget is not None and held > memory_budget
-            loaded.append(_lazy(tile) if over_budget else tile)
+            loaded.append(_lazy(tile, bayer_fallback) if over_budget else tile)
         report(progress, "load", done, total)
     check_cancel(cancel)
 

@@ -21,7 +21,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from ..display.stretch import StretchMode, stretch_rgb
+from ..display.colour import calibration_header_cards
+from ..display.stretch import StretchMode, StretchParams, compute_params, render_rgb
 from ..engine.coverage import covered_mask, shared_plane
 from ..errors import UsageError, ZeMosaicError, printable_path
 from ..result import BuildResult
@@ -165,6 +166,10 @@ def fits_headers(result: BuildResult) -> tuple[fits.Header, fits.Header]:
     cards["GPUALL"] = (bool(result.gpu_all), "every pass ran all channels on the GPU")
     if result.n_channels == 3:
         cards["CSPACE"] = ("RGB", "plane order: R, G, B")
+    cards["COLCAL"] = (False, "colour calibration applied")
+    if result.colour_calibration is not None:
+        for key, value, comment in calibration_header_cards(result.colour_calibration):
+            cards[key] = (value, comment)
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     cards["DATE"] = (now, "file creation (UTC)")
     cards["CREATOR"] = "ZeMosaic"
@@ -209,17 +214,36 @@ def write_fits(path: str | Path, result: BuildResult) -> Path:
     return _write_with(path, writer)
 
 
-def write_preview_png(path: str | Path, result: BuildResult, mode: StretchMode = "auto") -> Path:
-    """Write an 8-bit stretched PNG preview atomically (display only)."""
+def write_preview_png(
+    path: str | Path,
+    result: BuildResult,
+    mode: StretchMode = "auto",
+    params: StretchParams | None = None,
+) -> Path:
+    """Write the 8-bit stretched PNG preview atomically (display only).
+
+    Parameters
+    ----------
+    path : path-like
+    result : BuildResult
+    mode : {"auto", "linked", "asinh", "linear"}
+        The automatic stretch, used when ``params`` is not given.
+    params : StretchParams, optional
+        The exact transfer to use (the GUI passes the one on screen, levels included),
+        so the PNG is the screen's image at 1:1.
+    """
     from PIL import Image
 
-    rgb = stretch_rgb(result.image, mode)
-    image = Image.fromarray(rgb[::-1], mode="RGB")  # FITS row 0 is the bottom row
+    if params is None:
+        params = compute_params(result.image, mode)
+    image = Image.fromarray(render_rgb(result.image, params))  # (h, w, 3) uint8: RGB
     return _write_with(path, lambda handle: image.save(handle, format="PNG"))
 
 
 def write_tiff(path: str | Path, result: BuildResult) -> Path:
-    """Write a 16-bit linear TIFF (min..max of the covered data to 0..65535), atomically.
+    """Write a 16-bit *linear* TIFF (min..max of the covered data to 0..65535), atomically.
+
+    Linear on purpose (for further processing): it looks dark until stretched.
 
     Works in row bands: no full-size float copies of a large mosaic.
     """

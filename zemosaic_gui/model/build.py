@@ -93,6 +93,10 @@ class BuildModel:
         """Whether Save may be pressed: a result exists and no build runs."""
         return self.state == IDLE and self.result is not None
 
+    def current_progress(self) -> ProgressState | None:
+        """The last progress with the time left counted down to now (a timer's tick)."""
+        return self._tracker.current() if self.state != IDLE else None
+
     def elapsed(self) -> float:
         """Seconds since the running (or last) build started."""
         return self._tracker.elapsed()

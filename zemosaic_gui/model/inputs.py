@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "SKIPPED",
     "InputEntry",
     "InputListModel",
+    "format_details",
     "format_size",
 ]
 
@@ -53,6 +54,19 @@ def format_size(size: float) -> str:
     return f"{value:.1f} TB"  # pragma: no cover - unreachable
 
 
+def format_details(details: Mapping[str, str]) -> str:
+    """A probe's header details on one line.
+
+    ``"10 s · IRCUT · Bayer GRBG · 2024-07-30T22:44:36 · Seestar S50"``.
+    """
+    order = ("exposure", "filter", "bayer", "date", "camera")
+    return " · ".join(
+        f"Bayer {details[key]}" if key == "bayer" else details[key]
+        for key in order
+        if key in details
+    )
+
+
 def path_key(path: str | os.PathLike[str]) -> str:
     """The identity of a file in the list (absolute, case-folded where the OS does)."""
     return os.path.normcase(os.path.abspath(os.fspath(path)))
@@ -74,6 +88,8 @@ class InputEntry:
         ``(C, H, W)`` once checked ``ok``.
     size_bytes : int
         Size on disk.
+    header : str
+        Exposure, filter, Bayer pattern, date and camera from the header, once checked.
     """
 
     path: Path
@@ -82,6 +98,7 @@ class InputEntry:
     channels: int | None = None
     shape: tuple[int, ...] | None = None
     size_bytes: int = 0
+    header: str = ""
     #: Status text and details set by `InputListModel.set_status` (override the defaults).
     note: str = ""
     note_details: str = ""
@@ -111,7 +128,8 @@ class InputEntry:
             return self.status_text
         kind = {1: "mono", 3: "RGB"}.get(self.channels or 0, "")
         shape = " × ".join(str(s) for s in self.shape[-2:][::-1]) if self.shape else ""
-        return f"ok — {kind} {shape} px".replace("  ", " ").strip()
+        text = f"ok — {kind} {shape} px".replace("  ", " ").strip()
+        return f"{text}\n{self.header}" if self.header else text
 
 
 def _default_discover(paths: Sequence[Path]) -> list[Path]:
@@ -230,6 +248,7 @@ class InputListModel:
             shape = getattr(outcome, "shape", None)
             entry.shape = tuple(shape) if shape else None
             entry.size_bytes = int(getattr(outcome, "size_bytes", 0) or entry.size_bytes)
+            entry.header = format_details(getattr(outcome, "details", None) or {})
         else:
             entry.status = SKIPPED
             entry.reason = getattr(outcome, "reason", "") or "unusable"
@@ -338,9 +357,13 @@ class InputListModel:
         return " · ".join(parts)
 
     def skip_detail(self, current: str | os.PathLike[str] | None = None) -> str:
-        """Why the ``current`` file (or else the first skipped one) is skipped; "" if none."""
+        """Why the ``current`` file (or else the first skipped one) is skipped; without a
+        skipped file, the ``current`` file's header details; "" if none."""
         skipped = [e for e in self._entries.values() if e.status == SKIPPED]
         if not skipped:
+            chosen_entry = self._entries.get(path_key(current)) if current is not None else None
+            if chosen_entry is not None and chosen_entry.header:
+                return f"ⓘ {chosen_entry.path.name}: {chosen_entry.header}"
             return ""
         chosen = next(
             (e for e in skipped if current is not None and e.key == path_key(current)),

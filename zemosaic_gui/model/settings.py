@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from zemosaic_core.config import (
     BACKENDS,
+    BAYER_PATTERNS,
     COMBINES,
     MATCH_MODES,
     BuildConfig,
@@ -52,6 +53,7 @@ CHOICE_LABELS: dict[str, dict[str, str]] = {
         "winsorized": "Winsorized",
     },
     "match": {"affine": "Affine (gain + offset)", "offset": "Offset only", "none": "None"},
+    "bayer_pattern": {"": "None (read as mono)"},
 }
 
 
@@ -93,6 +95,15 @@ BUILD_SETTINGS: tuple[Setting, ...] = (
     Setting("keep_isolated", bool, "keep_isolated", lambda c: c.keep_isolated),
     Setting("max_size", int, "max_size", lambda c: c.max_size),
     Setting("scratch", str, "scratch", lambda c: "" if c.scratch is None else str(c.scratch)),
+    Setting("colour_calibration", bool, "colour_calibration", lambda c: c.colour_calibration),
+    Setting("north_up", bool, "north_up", lambda c: c.north_up),
+    Setting(
+        "bayer_pattern",
+        str,
+        "bayer_pattern",
+        lambda c: c.bayer_pattern or "",
+        ("", *BAYER_PATTERNS),
+    ),
     Setting("two_pass", bool, "two_pass", lambda c: c.two_pass.enabled),
     Setting("two_pass_sigma", float, "two_pass", lambda c: c.two_pass.sigma),
     Setting("gain_clip_low", float, "two_pass", lambda c: c.two_pass.gain_clip[0]),
@@ -108,6 +119,7 @@ NOT_IN_APP: dict[str, str] = {
     "tiff": "the app builds in memory and writes on Save as",
     "max_memory": "the app uses the core's default budget",
     "crop": "the app always crops to the covered pixels",
+    "preview_stretch": "the preview panel chooses the stretch; a saved PNG is the screen's image",
 }
 
 _BY_NAME: dict[str, Setting] = {s.name: s for s in BUILD_SETTINGS}
@@ -162,6 +174,9 @@ def config_from_settings(values: Mapping[str, Any], **overrides: Any) -> BuildCo
         "keep_isolated": v["keep_isolated"],
         "max_size": v["max_size"],
         "scratch": Path(v["scratch"]) if v["scratch"] else None,  # "" = the default
+        "colour_calibration": v["colour_calibration"],
+        "north_up": v["north_up"],
+        "bayer_pattern": v["bayer_pattern"] or None,  # "" = frames without one are mono
         # Parameters the app does not show (tau, minimum valid pixels) keep their defaults.
         "two_pass": replace(
             defaults.two_pass,
