@@ -6,7 +6,12 @@ STAMP  := $(VENV)/.installed
 DEMO   := demo_tiles
 OUT    := demo_output
 
-.PHONY: install run test lint format bench clean demo
+# astrometry.net index files for the plate-solving tests: fetched once (Debian packages
+# via apt-get download, no root), stamped by the fetcher so they are not fetched again.
+INDEX_DIR := .cache/astrometry-index
+INDEX_STAMP := $(INDEX_DIR)/.zemosaic-fetched
+
+.PHONY: install run test lint format bench clean demo index
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +30,11 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/zemosaic demo-data $(DEMO)
 
+$(INDEX_STAMP): | $(STAMP)
+	$(PY) -m zemosaic_core.solving fetch $(INDEX_DIR)
+
+index: $(INDEX_STAMP)
+
 # Static checks: style, types (mypy, config in pyproject.toml) and the architecture
 # contracts (import-linter: the core never imports Qt; layers of the core).
 lint: $(STAMP)
@@ -33,8 +43,8 @@ lint: $(STAMP)
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
+test: lint $(INDEX_STAMP)
+	ZEMOSAIC_INDEX_DIR=$(abspath $(INDEX_DIR)) QT_QPA_PLATFORM=offscreen $(PY) -m pytest -n 2 -q
 
 format: $(STAMP)
 	$(PY) -m ruff format .

@@ -1,6 +1,9 @@
 import os
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Plate solutions found by tests go to a throw-away cache, never the user's.
+os.environ.setdefault("ZEMOSAIC_SOLVE_CACHE", tempfile.mkdtemp(prefix="zm-solve-"))
 
 
 # --- loading fixtures (tests/test_loading.py, tests/test_bad_inputs.py) ---------------
@@ -106,3 +109,25 @@ def _restore_product_log_levels():
     yield
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+
+
+# --- plate-solving fixtures (tests/test_solving.py, tests/test_gui_solving.py) ----------
+
+
+@_pytest.fixture(scope="session")
+def index_dir() -> _Path:
+    """The astrometry.net index folder: $ZEMOSAIC_INDEX_DIR (set by ``make test``), else
+    ``.cache/astrometry-index`` (``make index``). Fails when the variable is set and the
+    folder holds no index file: solver tests never skip in CI."""
+    from zemosaic_core.solving import find_index_files
+    from zemosaic_core.solving.index_files import INDEX_DIR_ENV
+
+    configured = os.environ.get(INDEX_DIR_ENV)
+    fetched = _Path(__file__).resolve().parents[1] / ".cache" / "astrometry-index"
+    files = find_index_files(configured or fetched, system=not configured)
+    if not files:
+        message = f"no astrometry.net index files (set {INDEX_DIR_ENV}; `make index` fetches them)"
+        if configured:
+            _pytest.fail(message)
+        _pytest.skip(message)
+    return files[0].parent

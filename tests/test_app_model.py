@@ -343,3 +343,15 @@ def test_a_step_can_give_a_file_its_own_status(tmp_path, checked_list):
     assert checked_list.entry(rgb).status_text == "skipped: isolated"
     with pytest.raises(ValueError):
         checked_list.set_status(rgb, "solved")
+
+
+def test_solving_settings_reach_the_build_config(tmp_path):
+    """The app's solve switch and index folder become the core's SolveSpec (and back)."""
+    from zemosaic_gui.model.settings import config_from_settings, settings_from_config
+
+    config = config_from_settings({"solve": False, "index_dir": str(tmp_path)})
+    assert config.solve.enabled is False
+    assert config.solve.index_dir == tmp_path
+    assert settings_from_config(config)["index_dir"] == str(tmp_path)
+    assert config_from_settings({"index_dir": ""}).solve.index_dir is None
+    assert config_from_settings({}).solve.enabled is BuildConfig().solve.enabled

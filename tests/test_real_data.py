@@ -8,6 +8,7 @@ import numpy as np
 from astropy.io import fits
 
 from zemosaic_core import BuildConfig, TwoPassSpec, build_mosaic
+from zemosaic_core.config import SolveSpec
 
 
 def test_seestar_raw_bayer_subs_stack_to_rgb(real_data, tmp_path, file_hashes):
@@ -37,9 +38,12 @@ def test_equatorial_and_galactic_surveys_mosaic_together(real_data, tmp_path):
 
 
 def test_compressed_sip_tile_and_unsolved_neighbour(real_data, tmp_path, caplog):
+    """With plate solving off, the frame without a WCS is skipped with the reason
+    (tests/test_solving.py solves it)."""
     folder = real_data / "panoptes_sip"
+    config = BuildConfig(output=tmp_path / "p.fits", backend="cpu", solve=SolveSpec(enabled=False))
     with caplog.at_level(logging.WARNING, logger="zemosaic_core"):
-        result = build_mosaic([folder], BuildConfig(output=tmp_path / "p.fits", backend="cpu"))
+        result = build_mosaic([folder], config)
     assert [p.name for p in result.tile_paths] == ["solved.fits.fz"]
     assert [e.path.name for e in result.skipped] == ["unsolved.fits"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

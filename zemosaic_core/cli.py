@@ -33,6 +33,7 @@ from .config import (
     SETTING_LABELS,
     BuildConfig,
     CombineSpec,
+    SolveSpec,
     TwoPassSpec,
 )
 from .errors import (
@@ -283,6 +284,45 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
         metavar="OUT.tif",
         help="write a 16-bit linear TIFF (dark until stretched)",
     )
+    build.add_argument(
+        "--solve",
+        action=argparse.BooleanOptionalAction,
+        default=config.solve.enabled,
+        help=_label(
+            "solve",
+            "when a solver and index files are available (a <stem>.wcs sidecar next to a "
+            "frame is used either way)",
+        ),
+    )
+    _add_solve_options(build)
+
+
+def _add_solve_options(command: argparse.ArgumentParser) -> None:
+    """Where the index files are and how long a frame may take; defaults from `SolveSpec`."""
+    spec = SolveSpec()
+    command.add_argument(
+        "--index-dir",
+        type=Path,
+        default=spec.index_dir,
+        metavar="DIR",
+        help=_label("solve.index_dir", "default $ZEMOSAIC_INDEX_DIR or a per-user folder"),
+    )
+    command.add_argument(
+        "--solve-time-limit",
+        type=_positive_float,
+        default=spec.time_limit,
+        metavar="S",
+        help=_label("solve.time_limit", "seconds per frame"),
+    )
+
+
+def _solve_spec(args: argparse.Namespace, *, enabled: bool = True) -> SolveSpec:
+    try:
+        return SolveSpec(
+            enabled=enabled, index_dir=args.index_dir, time_limit=args.solve_time_limit
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _add_run_options(command: argparse.ArgumentParser) -> None:
@@ -324,6 +364,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("directory", type=Path, help="folder to write the tiles into")
     demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic sky")
+
+    solve = sub.add_parser(
+        "solve", help="plate-solve frames into DIR/<stem>.wcs", formatter_class=_HelpFormatter
+    )
+    solve.add_argument("inputs", nargs="+", metavar="FILE", help="FITS files or folders")
+    solve.add_argument(
+        "--out-dir", required=True, type=Path, metavar="DIR", help="where <stem>.wcs files go"
+    )
+    _add_solve_options(solve)
+    solve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=DEFAULT_LOG_LEVEL,
+        type=str.upper,
+        help="least severe log messages shown",
+    )
 
     sub.add_parser(
         "gui",
@@ -451,6 +507,7 @@ def _build_config(args: argparse.Namespace) -> BuildConfig:
             colour_calibration=args.colour_calibration,
             preview_stretch=args.stretch,
             bayer_pattern=args.bayer_pattern,
+            solve=_solve_spec(args, enabled=args.solve),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -490,6 +547,36 @@ def _cmd_build(args: argparse.Namespace) -> int:
         check_request(args.inputs, config)
         _refuse_overwrite(config)
     return _run_build(args.inputs, config, progress=not args.no_progress)
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    """Solve each frame into ``DIR/<stem>.wcs``; one line per file; 1 when any failed."""
+    from .io.loading import discover_inputs
+    from .solving import SolveFailure, SolverUnavailable, WcsProvider, write_wcs_header
+    from .solving.cache import wcs_stem
+
+    spec = _solve_spec(args)
+    files = discover_inputs(args.inputs)
+    if not files:
+        raise UsageError("no FITS files found in the given inputs")
+    provider = WcsProvider(spec, cancel=CancelToken())
+    ok, why = provider.available()
+    if not ok:
+        raise UsageError(f"cannot solve: {why}")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in files:
+        try:
+            solution = provider.solve(path)
+        except SolverUnavailable as exc:
+            raise UsageError(f"cannot solve: {exc.reason}") from None
+        except SolveFailure as exc:
+            failed += 1
+            print(f"{path}: failed: {exc.reason}")
+            continue
+        target = write_wcs_header(args.out_dir / f"{wcs_stem(path)}.wcs", solution.header)
+        print(f"{path}: solved: {solution.describe()} -> {target}")
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
@@ -575,6 +662,7 @@ def _main(argv: Sequence[str] | None) -> int:
     handler, previous = _configure_logging(level)
     commands = {
         "build": _cmd_build,
+        "solve": _cmd_solve,
         "demo-data": _cmd_demo_data,
         "gui": _cmd_gui,
         "run-demo": _cmd_run_demo,

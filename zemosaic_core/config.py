@@ -51,6 +51,9 @@ SETTING_LABELS: dict[str, str] = {
     "colour_calibration": "Colour calibration",
     "preview_stretch": "Preview stretch",
     "bayer_pattern": "Bayer pattern of undeclared raw frames",
+    "solve": "Plate-solve frames without a WCS",
+    "solve.index_dir": "Index folder",
+    "solve.time_limit": "Solve time limit",
 }
 
 
@@ -121,6 +124,45 @@ class TwoPassSpec:
 
 
 @dataclass(frozen=True)
+class SolveSpec:
+    """Plate solving of frames that arrive without a celestial WCS (DESIGN §1, load).
+
+    Attributes
+    ----------
+    enabled : bool
+        Solve frames without a WCS when a solver and index files are available (a
+        ``<stem>.wcs`` sidecar next to a frame is used either way).
+    index_dir : Path, optional
+        Folder of astrometry.net index files; ``None`` = ``$ZEMOSAIC_INDEX_DIR`` or the
+        per-user default (`zemosaic_core.solving.index_files.default_index_dir`).
+    cache_dir : Path, optional
+        Folder of cached solutions; ``None`` = ``$ZEMOSAIC_SOLVE_CACHE`` or the per-user
+        cache folder.
+    time_limit : float
+        Seconds one frame may take, all attempts together (hinted, then blind).
+    radius_deg : float
+        Search radius around the header's position hint, in degrees.
+    scale_tolerance : float
+        Relative tolerance on the header's pixel scale (0.1 = ±10 %).
+    """
+
+    enabled: bool = True
+    index_dir: Path | None = None
+    cache_dir: Path | None = None
+    time_limit: float = 60.0
+    radius_deg: float = 3.0
+    scale_tolerance: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.time_limit > 0:
+            raise ValueError("solve time limit must be > 0 seconds")
+        if not 0 < self.radius_deg <= 180:
+            raise ValueError("solve search radius must lie in (0, 180] degrees")
+        if not 0 < self.scale_tolerance < 1:
+            raise ValueError("solve scale tolerance must lie in (0, 1)")
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """Everything a build needs besides its inputs.
 
@@ -160,6 +202,8 @@ class BuildConfig:
         Neutralise the background and white-balance the finished mosaic on its stars'
         average colour (recorded in the FITS header). Off by default: the science
         FITS stays as coadded.
+    solve : SolveSpec
+        Plate solving of frames without a WCS.
     """
 
     output: Path | None = None
@@ -179,6 +223,7 @@ class BuildConfig:
     north_up: bool = False
     colour_calibration: bool = False
     bayer_pattern: str | None = None
+    solve: SolveSpec = field(default_factory=SolveSpec)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -64,6 +64,10 @@ class InputError(ZeMosaicError):
         super().__init__(f"{printable_path(self.path)}: {reason}")
 
 
+class MissingWCSError(InputError):
+    """An input without a celestial WCS (a plate solve may still give it one)."""
+
+
 class NoUsableInputError(ZeMosaicError):
     """No input of a build could be used (CLI exit code 2)."""
 

@@ -28,6 +28,7 @@ from .runtime.cancel import CancelToken, check_cancel
 from .runtime.memory import default_budget, split_budget
 from .runtime.progress import BuildProgress, PhaseWork, ProgressCallback, report
 from .runtime.scratch import ScratchSpace, remove_stale_leftovers
+from .solving.provider import SolveStatusCallback, WcsProvider
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def build_mosaic(
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    on_solve_status: SolveStatusCallback | None = None,
 ) -> BuildResult:
     """Build a mosaic from FITS files or folders and write the outputs ``config`` names.
 
@@ -236,6 +238,8 @@ def build_mosaic(
         ``phase`` naming the current step.
     cancel : CancelToken, optional
         Checked between files, tiles, chunks and channels.
+    on_solve_status : callable, optional
+        ``on_solve_status(path, state, detail)`` as frames without a WCS are solved.
 
     Returns
     -------
@@ -264,6 +268,7 @@ def build_mosaic(
         progress, [PhaseWork("load", estimate * _COST_LOAD), *_phase_work(config, estimate, 3)]
     )
     progress = bar  # every step reports into the one bar of the build
+    provider = WcsProvider(config.solve, cancel=cancel, on_status=on_solve_status)
     loaded = load_tiles(
         paths,
         progress=progress,
@@ -271,6 +276,7 @@ def build_mosaic(
         memory_budget=budget.tiles,
         read_budget=budget.read,
         bayer_fallback=config.bayer_pattern,
+        wcs_provider=provider,
     )
     pixels = float(sum(t.shape[0] * t.shape[1] for t in loaded.tiles))
     channels = loaded.tiles[0].n_channels

@@ -370,6 +370,26 @@ class InputPanel(QWidget):
             self._changed()
         return added
 
+    @Slot(str, str, str)
+    def set_solve_status(self, path: str, state: str, detail: str) -> None:
+        """Show a plate solve's progress: ``solving`` → ``solved`` or ``failed``.
+
+        Parameters
+        ----------
+        path : str
+        state : {"solving", "solved", "failed"}
+        detail : str
+            "solving…", "solved in 7 s", or the reason it failed.
+        """
+        if state == "solved":
+            self.model.set_status(path, OK, "solved", f"Plate-solved: {detail}")
+        elif state == "failed":
+            self.model.set_status(
+                path, SKIPPED, f"failed: {detail}", f"Plate solving failed: {detail}"
+            )
+        else:
+            self.model.set_status(path, PENDING, "solving…", "Plate solving…")
+
     def mark_skipped(self, path: str | os.PathLike[str], reason: str) -> None:
         """Show a file as skipped with ``reason`` (the core left it out of a build).
 

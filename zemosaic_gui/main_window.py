@@ -461,6 +461,7 @@ class MainWindow(QMainWindow):
         self.preview_panel.coverage_button.toggled.connect(self.coverage_action.setChecked)
         # The worker's signals drive the build model; the widgets follow the model.
         self.runner.progress.connect(self.build_model.report_progress)
+        self.runner.solve_status.connect(self.input_panel.set_solve_status)
         self.runner.succeeded.connect(self._on_succeeded)
         self.runner.failed.connect(self._on_failed)
         self.runner.cancelled.connect(self.build_model.cancelled)

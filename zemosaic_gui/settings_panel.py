@@ -277,9 +277,36 @@ class SettingsPanel(QWidget):
             "Bayer pattern of raw colour frames whose header declares none (no BAYERPAT);\n"
             "frames that declare one keep theirs",
         )
+        self.solve_check = QCheckBox(SETTING_LABELS["solve"])
+        self.solve_check.setObjectName("solveCheck")
+        self.solve_check.setToolTip(
+            "Solve frames that arrive without a WCS with astrometry.net, offline\n"
+            "(a <name>.wcs file next to a frame is used either way)"
+        )
+        self.index_edit = QLineEdit()
+        self.index_edit.setObjectName("indexDirEdit")
+        self.index_edit.setPlaceholderText("Default index folder")
+        self.index_edit.setClearButtonEnabled(True)
+        self.index_edit.setToolTip(
+            "Folder of astrometry.net index files (index-*.fits);\n"
+            "empty = $ZEMOSAIC_INDEX_DIR or the per-user default ('zemosaic solve --help')"
+        )
+        self.index_button = QToolButton()
+        self.index_button.setObjectName("indexDirBrowseButton")
+        self.index_button.setText("…")
+        self.index_button.setToolTip("Choose the index folder")
+        self.index_button.clicked.connect(self._choose_index_dir)
         advanced_form.addRow(self.colour_check)
         advanced_form.addRow(self.north_up_check)
         advanced_form.addRow(self._label("Undeclared Bayer"), self.bayer_combo)
+        advanced_form.addRow(self.solve_check)
+        index_row = QWidget()
+        index_layout = QHBoxLayout(index_row)
+        index_layout.setContentsMargins(0, 0, 0, 0)
+        index_layout.setSpacing(4)
+        index_layout.addWidget(self.index_edit, 1)
+        index_layout.addWidget(self.index_button)
+        advanced_form.addRow(self._label(SETTING_LABELS["solve.index_dir"]), index_row)
         self.advanced_box = QWidget()
         self.advanced_box.setObjectName("advancedBox")
         self.advanced_box.setLayout(advanced_form)
@@ -370,6 +397,8 @@ class SettingsPanel(QWidget):
                 self.north_up_check.setChecked,
             ),
             "bayer_pattern": combo(self.bayer_combo),
+            "solve": (self.solve_check, self.solve_check.isChecked, self.solve_check.setChecked),
+            "index_dir": (self.index_edit, self.index_edit.text, self.index_edit.setText),
         }
 
     def _bind_model(self) -> None:
@@ -488,6 +517,14 @@ class SettingsPanel(QWidget):
         )
         if folder:
             self.model.set_value("scratch", folder)
+
+    @Slot()
+    def _choose_index_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Choose the astrometry.net index folder", self.index_edit.text()
+        )
+        if folder:
+            self.model.set_value("index_dir", folder)
 
     def set_editable(self, editable: bool) -> None:
         """Enable or disable every setting (disabled during a build)."""

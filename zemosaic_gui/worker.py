@@ -29,6 +29,17 @@ BuildFunction = Callable[..., Any]
 PROGRESS_MIN_INTERVAL_S = 0.05
 
 
+def _accepts(function: Any, name: str) -> bool:
+    """Whether ``function`` takes a keyword argument ``name`` (or ``**kwargs``)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def default_build_function() -> BuildFunction:
     """Return ``zemosaic_core.build_mosaic`` (imported when a build starts)."""
     from zemosaic_core import build_mosaic
@@ -63,6 +74,7 @@ class BuildWorker(QObject):
     """
 
     progress = Signal(str, int, int)
+    solve_status = Signal(str, str, str)
     succeeded = Signal(object)
     failed = Signal(str, str)
     cancelled = Signal()
@@ -104,9 +116,12 @@ class BuildWorker(QObject):
 
         try:
             build = self.build_fn or default_build_function()
+            extra = {}
+            if _accepts(build, "on_solve_status"):  # per-file plate-solving status
+                extra["on_solve_status"] = self._on_solve_status
             with CORE_LOCK:
                 result = build(
-                    self.inputs, self.config, progress=self._on_progress, cancel=self.token
+                    self.inputs, self.config, progress=self._on_progress, cancel=self.token, **extra
                 )
         except BuildCancelled:
             self.cancelled.emit()
@@ -134,6 +149,10 @@ class BuildWorker(QObject):
         """Ask the build to stop at its next check (thread-safe)."""
         self.token.cancel()
 
+    def _on_solve_status(self, path: Path, state: str, detail: str) -> None:
+        """Core solve callback (worker thread): forward as a signal."""
+        self.solve_status.emit(str(path), str(state), str(detail))
+
 
 class BuildRunner(QObject):
     """Starts builds on a `QThread` and relays their signals to the GUI thread.
@@ -157,6 +176,7 @@ class BuildRunner(QObject):
 
     started = Signal()
     progress = Signal(str, int, int)
+    solve_status = Signal(str, str, str)
     succeeded = Signal(object)
     failed = Signal(str, str)
     cancelled = Signal()
@@ -195,6 +215,7 @@ class BuildRunner(QObject):
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.progress.connect(self.progress)
+        worker.solve_status.connect(self.solve_status)
         worker.succeeded.connect(self.succeeded)
         worker.failed.connect(self.failed)
         worker.cancelled.connect(self.cancelled)

@@ -21,7 +21,7 @@ import stat
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, NoConvergence
 
 from ..config import setting_name
-from ..errors import InputError, NoUsableInputError, printable_path
+from ..errors import InputError, MissingWCSError, NoUsableInputError, printable_path
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
 from ..tile import LazyTile, Tile, TileLike
@@ -57,6 +57,10 @@ _FITS_BLOCK = 2880
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_REASON = 300
 _VALID_BITPIX = (8, 16, 32, 64, -32, -64)
+
+#: ``provider(path) -> WCS header`` for a frame without a celestial WCS (a sidecar, a
+#: cached or a new plate solution); raises InputError with the reason when it has none.
+WcsProvider = Callable[[Path], fits.Header]
 
 # Header keywords that define the celestial WCS: an unparsable one is fatal (astropy
 # would otherwise replace the value by a default such as 0 and solve the wrong sky).
@@ -501,7 +505,7 @@ def _celestial_wcs(
     except Exception as exc:
         raise _fail(path, f"unparsable WCS ({_wcs_error_text(exc, axes)})", exc) from exc
     if wcs.naxis != 2 or not wcs.has_celestial or {wcs.wcs.lng, wcs.wcs.lat} != {0, 1}:
-        raise _fail(path, "no celestial WCS (not plate-solved?)")
+        raise MissingWCSError(path, "no celestial WCS (not plate-solved?)")
     try:
         wcs.wcs.set()
         matrix = np.asarray(wcs.pixel_scale_matrix, dtype=float)
@@ -590,6 +594,7 @@ def _inspect_hdu(
     index: int,
     file: _FileInfo,
     bayer_fallback: str | None = None,
+    wcs_header: fits.Header | None = None,
 ) -> _Selection:
     """Header-level checks of one image HDU; raises InputError with the reason."""
     hdu = hdul[index]
@@ -618,7 +623,10 @@ def _inspect_hdu(
     else:
         _check_scaling(path, header)
     _check_data_present(path, hdu, dims, file)
-    wcs = _celestial_wcs(path, hdul, header, axes, height, width)
+    if wcs_header is not None:  # a plate solution of the image plane: pixel axes 1, 2
+        wcs = _celestial_wcs(path, hdul, wcs_header, [1, 2], height, width)
+    else:
+        wcs = _celestial_wcs(path, hdul, header, axes, height, width)
     bayer = _bayer_pattern(path, header, height, bayer_fallback) if planes == 1 else None
     return _Selection(index, layout, planes, height, width, wcs, bayer)
 
@@ -671,7 +679,11 @@ def _check_compressed_layout(path: Path, hdu: fits.CompImageHDU) -> None:
 
 
 def _select(
-    path: Path, hdul: fits.HDUList, file: _FileInfo, bayer_fallback: str | None = None
+    path: Path,
+    hdul: fits.HDUList,
+    file: _FileInfo,
+    bayer_fallback: str | None = None,
+    wcs_header: fits.Header | None = None,
 ) -> _Selection:
     """The first HDU holding a usable image with a celestial WCS."""
     first_error: InputError | None = None
@@ -688,7 +700,7 @@ def _select(
             break
         if _is_image_hdu(hdu) and int(hdu.header.get("NAXIS", 0) or 0) > 0:
             try:
-                selection = _inspect_hdu(path, hdul, index, file, bayer_fallback)
+                selection = _inspect_hdu(path, hdul, index, file, bayer_fallback, wcs_header)
             except InputError as err:
                 logger.debug("%s: HDU %d not usable: %s", path, index, err.reason)
                 if first_error is None:
@@ -807,10 +819,15 @@ def _read_peak_bytes(hdu: fits.hdu.base._BaseHDU, selection: _Selection) -> int:
     return raw + scaled + tile + debayer
 
 
-def _load_tile(path: Path, memory_budget: int | None, bayer_fallback: str | None) -> Tile:
+def _load_tile(
+    path: Path,
+    memory_budget: int | None,
+    bayer_fallback: str | None,
+    wcs_header: fits.Header | None,
+) -> Tile:
     file = _check_file(path)
     with _quiet_astropy(path), _open_fits(path, file) as hdul:
-        selection = _select(path, hdul, file, bayer_fallback)
+        selection = _select(path, hdul, file, bayer_fallback, wcs_header)
         hdu = hdul[selection.index]
         if memory_budget is not None:
             needed = _read_peak_bytes(hdu, selection)
@@ -839,7 +856,11 @@ def _load_tile(path: Path, memory_budget: int | None, bayer_fallback: str | None
 
 
 def load_tile(
-    path: str | Path, bayer_fallback: str | None = None, *, memory_budget: int | None = None
+    path: str | Path,
+    bayer_fallback: str | None = None,
+    *,
+    memory_budget: int | None = None,
+    wcs_header: fits.Header | None = None,
 ) -> Tile:
     """Read one input file as a tile.
 
@@ -853,6 +874,9 @@ def load_tile(
     memory_budget : int, optional
         Bytes that reading the file may take at its peak; a file whose header announces
         more is refused before its data are read or decompressed. ``None``: no limit.
+    wcs_header : astropy.io.fits.Header, optional
+        WCS cards for the image plane (a plate solution) used instead of the file's own
+        header WCS; validated the same way.
 
     Returns
     -------
@@ -865,11 +889,11 @@ def load_tile(
     ------
     InputError
         When the file cannot be used; ``reason`` says why in words (the traceback, if
-        any, is logged at DEBUG).
+        any, is logged at DEBUG). `MissingWCSError` when it only lacks a celestial WCS.
     """
     p = Path(path)
     try:
-        return _load_tile(p, memory_budget, bayer_fallback)
+        return _load_tile(p, memory_budget, bayer_fallback, wcs_header)
     except InputError:
         raise
     except MemoryError as exc:
@@ -954,14 +978,16 @@ def _channel_word(n_channels: int) -> str:
     return "mono" if n_channels == 1 else f"{n_channels}-channel"
 
 
-def _lazy(tile: Tile, bayer_fallback: str | None = None) -> LazyTile:
+def _lazy(
+    tile: Tile, bayer_fallback: str | None = None, wcs_header: fits.Header | None = None
+) -> LazyTile:
     path = tile.path
     return LazyTile(
         path=path,
         wcs=tile.wcs,
         shape=tile.shape,
         n_channels=tile.n_channels,
-        reader=lambda: load_tile(path, bayer_fallback).data,
+        reader=lambda: load_tile(path, bayer_fallback, wcs_header=wcs_header).data,
         weight_map=tile.weight_map,
         tile_weight=tile.tile_weight,
     )
@@ -975,6 +1001,7 @@ def load_tiles(
     memory_budget: int | None = None,
     read_budget: int | None = None,
     bayer_fallback: str | None = None,
+    wcs_provider: WcsProvider | None = None,
 ) -> LoadResult:
     """Read every input, skipping the unusable ones.
 
@@ -996,6 +1023,10 @@ def load_tiles(
         that needs more is skipped by name. ``None``: no limit.
     bayer_fallback : str, optional
         Bayer pattern of raw frames that declare none (see `load_tile`).
+    wcs_provider : callable, optional
+        Asked for a WCS header when a file has no celestial WCS (see `WcsProvider`,
+        e.g. :class:`zemosaic_core.solving.WcsProvider`); without one such files are
+        skipped.
 
     Returns
     -------
@@ -1024,14 +1055,23 @@ def load_tiles(
     held = 0
     for done, item in enumerate(items, start=1):
         check_cancel(cancel)
+        wcs_header = None
         try:
-            tile = load_tile(item, bayer_fallback, memory_budget=read_budget)
+            try:
+                tile = load_tile(item, bayer_fallback, memory_budget=read_budget)
+            except MissingWCSError:
+                if wcs_provider is None:
+                    raise
+                wcs_header = wcs_provider(Path(item))
+                tile = load_tile(
+                    item, bayer_fallback, memory_budget=read_budget, wcs_header=wcs_header
+                )
         except InputError as err:
             skip(err)
         else:
             held += tile.data.nbytes
             over_budget = memory_budget is not None and held > memory_budget
-            loaded.append(_lazy(tile, bayer_fallback) if over_budget else tile)
+            loaded.append(_lazy(tile, bayer_fallback, wcs_header) if over_budget else tile)
         report(progress, "load", done, total)
     check_cancel(cancel)
 

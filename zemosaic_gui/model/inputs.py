@@ -54,6 +54,11 @@ def format_size(size: float) -> str:
     return f"{value:.1f} TB"  # pragma: no cover - unreachable
 
 
+#: Start of the core's reason for a frame without a celestial WCS (the build solves it).
+NO_WCS_PREFIX = "no celestial WCS"
+NO_WCS_TIP = "No WCS: plate-solved when the build starts (or read from a <name>.wcs sidecar)"
+
+
 def format_details(details: Mapping[str, str]) -> str:
     """A probe's header details on one line.
 
@@ -249,6 +254,10 @@ class InputListModel:
             entry.shape = tuple(shape) if shape else None
             entry.size_bytes = int(getattr(outcome, "size_bytes", 0) or entry.size_bytes)
             entry.header = format_details(getattr(outcome, "details", None) or {})
+        elif str(getattr(outcome, "reason", "")).startswith(NO_WCS_PREFIX):
+            # Not skipped: the build plate-solves it (or reads its .wcs sidecar).
+            entry.status, entry.reason = PENDING, ""
+            entry.note, entry.note_details = "no WCS", NO_WCS_TIP
         else:
             entry.status = SKIPPED
             entry.reason = getattr(outcome, "reason", "") or "unusable"

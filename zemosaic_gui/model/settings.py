@@ -104,6 +104,13 @@ BUILD_SETTINGS: tuple[Setting, ...] = (
         lambda c: c.bayer_pattern or "",
         ("", *BAYER_PATTERNS),
     ),
+    Setting("solve", bool, "solve", lambda c: c.solve.enabled),
+    Setting(
+        "index_dir",
+        str,
+        "solve",
+        lambda c: "" if c.solve.index_dir is None else str(c.solve.index_dir),
+    ),
     Setting("two_pass", bool, "two_pass", lambda c: c.two_pass.enabled),
     Setting("two_pass_sigma", float, "two_pass", lambda c: c.two_pass.sigma),
     Setting("gain_clip_low", float, "two_pass", lambda c: c.two_pass.gain_clip[0]),
@@ -177,6 +184,12 @@ def config_from_settings(values: Mapping[str, Any], **overrides: Any) -> BuildCo
         "colour_calibration": v["colour_calibration"],
         "north_up": v["north_up"],
         "bayer_pattern": v["bayer_pattern"] or None,  # "" = frames without one are mono
+        # Solver parameters the app does not show (cache, time limit, radius) keep theirs.
+        "solve": replace(
+            defaults.solve,
+            enabled=v["solve"],
+            index_dir=Path(v["index_dir"]) if v["index_dir"] else None,  # "" = the default
+        ),
         # Parameters the app does not show (tau, minimum valid pixels) keep their defaults.
         "two_pass": replace(
             defaults.two_pass,
