@@ -133,3 +133,14 @@ def test_available_cpus_without_sched_getaffinity(monkeypatch):
 def test_available_cpus_follows_the_affinity(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert available_cpus() == 1
+
+
+def test_default_budget_leaves_a_laptop_usable():
+    """A quarter of the RAM, at most half of what is free, never below the floor."""
+    gib = 1024**3
+    assert memory.default_budget(total=16 * gib, available=12 * gib) == 4 * gib
+    assert memory.default_budget(total=16 * gib, available=3 * gib) == 3 * gib // 2
+    assert memory.default_budget(total=16 * gib, available=None) == 4 * gib
+    tiny = memory.default_budget(total=1 * gib, available=256 * 1024**2)
+    assert tiny == memory.MIN_DEFAULT_BUDGET
+    assert memory.default_budget() <= max(memory.total_memory() // 4, memory.MIN_DEFAULT_BUDGET)

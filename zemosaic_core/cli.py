@@ -209,7 +209,7 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
         type=_size,
         default=config.max_memory,
         metavar="SIZE",
-        help=_label("max_memory", "default half of the RAM"),
+        help=_label("max_memory", "default a quarter of the RAM, at most half of the free memory"),
     )
     build.add_argument(
         "--scratch",

@@ -184,7 +184,8 @@ class BuildConfig:
     batch_size : int
         Tiles held in memory at once; 0 = automatic from the memory budget.
     max_memory : int, optional
-        Memory budget in bytes (default: half of the RAM).
+        Memory budget in bytes (default: `runtime.memory.default_budget`, a quarter of
+        the RAM and at most half of the free memory).
     scratch : Path, optional
         Folder for memory-mapped scratch files (default: beside the output).
     max_size : int

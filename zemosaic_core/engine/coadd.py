@@ -33,6 +33,28 @@ _FLOAT32 = 4
 #: ~6.5x for median, 9x kappa-sigma, up to ~29x winsorized on shallow stacks).
 _COMBINE_WORK_PLANES = {"median": 10, "kappa-sigma": 12, "winsorized": 30}
 
+#: The combines that clip around a band (the median needs every sample at once).
+_CLIPPING = ("kappa-sigma", "winsorized")
+
+
+#: Samples per pixel from which a deep stack's clipping band is estimated. A chunk whose
+#: stack is deeper is clipped in two streams over its tiles (see `_StreamingClipReducer`),
+#: so a rejecting combine holds at most this many layers whatever the number of subs:
+#: memory stays flat in N. 16 samples give the band's centre (a median) and sigma a
+#: relative error of ~20 %, and a lone outlier among them lies up to 3.75 sigmas from
+#: the rest (kappa-sigma's ``(n - 1) / sqrt(n)`` bound), above the usual kappa of 3.
+REFERENCE_DEPTH = 16
+
+
+def _stack_planes(n_tiles: int, n_channels: int, combine: CombineSpec) -> int:
+    """Float32 planes of one output pixel that a chunk of ``n_tiles`` tiles holds."""
+    if combine.method == "mean":  # two accumulators per channel
+        return 2 * n_channels
+    layers = n_tiles
+    if combine.method in _CLIPPING and n_tiles > REFERENCE_DEPTH:
+        layers = REFERENCE_DEPTH  # + centre, band and 4 sums per channel afterwards
+    return layers * (2 * n_channels + _COMBINE_WORK_PLANES[combine.method]) + 6 * n_channels
+
 
 def _rows_per_chunk(plan: MosaicPlan, planes: int, budget_bytes: int) -> int:
     """Output rows per chunk so that ``planes`` float32 planes of chunk size fit."""
@@ -106,11 +128,7 @@ def coadd_pass(
     height, width = plan.shape
     stacking = combine.method != "mean"
     budget = backend.memory_budget()
-    if stacking:  # values and weights of every tile and channel, plus combine work space
-        planes = len(tiles) * (2 * n_channels + _COMBINE_WORK_PLANES[combine.method])
-    else:  # two accumulators per channel
-        planes = 2 * n_channels
-    rows = _rows_per_chunk(plan, planes, budget)
+    rows = _rows_per_chunk(plan, _stack_planes(len(tiles), n_channels, combine), budget)
     chunks = _row_chunks(height, rows)
 
     # With a single chunk the reducer's own arrays become the result (no extra copy).
@@ -129,11 +147,14 @@ def coadd_pass(
     def combine_units(n_members: int) -> int:
         return n_members if stacking else 1
 
+    def streams(n_members: int) -> int:
+        return 2 if combine.method in _CLIPPING and n_members > REFERENCE_DEPTH else 1
+
     members_per_chunk = [
         sum(1 for box in plan.bboxes if box.overlaps(BoundingBox(y0, y1, 0, width)))
         for y0, y1 in chunks
     ]
-    total = sum(m * (1 + n_channels) + combine_units(m) for m in members_per_chunk)
+    total = sum(streams(m) * m * (1 + n_channels) + combine_units(m) for m in members_per_chunk)
     done = 0
     phase = f"coadd pass {pass_index}"
     report(progress, phase, 0, total)
@@ -154,41 +175,52 @@ def coadd_pass(
             members = [i for i, box in enumerate(plan.bboxes) if box.overlaps(chunk)]
             layer_of = {tile_index: layer for layer, tile_index in enumerate(members)}
             reducer: _Reducer
-            if stacking:
+            if streams(len(members)) > 1:
+                reducer = _StreamingClipReducer(
+                    backend.xp, REFERENCE_DEPTH, n_channels, chunk, combine
+                )
+            elif stacking:
                 reducer = _StackReducer(backend.xp, len(members), n_channels, chunk, combine)
             else:
                 reducer = _MeanReducer(backend.xp, n_channels, chunk)
-            for batch in _batches(
-                members, batch_size or _auto_batch(plan, members, n_channels, budget)
-            ):
-                prepared = []
-                try:
-                    # Prepared a few at a time (as many as the backend runs at once), so
-                    # progress and cancel stay responsive during the costly resampling.
-                    step = max(1, backend.prepare_threads)
-                    for k in range(0, len(batch), step):
-                        check_cancel(cancel)
-                        requests = [
-                            (tiles[i], i, plan.bboxes[i].intersect(chunk))
-                            for i in batch[k : k + step]
-                        ]
-                        prepared.extend(backend.prepare_many(requests, plan))
-                        done += len(requests)
-                        report(progress, phase, done, total)
-                    for channel in range(n_channels):
-                        for prep in prepared:
+            for stream in range(streams(len(members))):
+                if stream:
+                    reducer.next_stream()
+                for batch in _batches(
+                    members, batch_size or _auto_batch(plan, members, n_channels, budget)
+                ):
+                    prepared = []
+                    try:
+                        # Prepared a few at a time (as many as the backend runs at once),
+                        # so progress and cancel stay responsive during the resampling.
+                        step = max(1, backend.prepare_threads)
+                        for k in range(0, len(batch), step):
                             check_cancel(cancel)
-                            values, weights = backend.sample(prep, channel)
-                            if gains is not None:
-                                values = values * backend.xp.float32(gains[prep.tile_index])
-                            reducer.add(
-                                layer_of[prep.tile_index], channel, prep.region, values, weights
-                            )
-                        done += len(prepared)
-                        report(progress, phase, done, total)
-                finally:
-                    for prep in prepared:
-                        backend.release(prep)
+                            requests = [
+                                (tiles[i], i, plan.bboxes[i].intersect(chunk))
+                                for i in batch[k : k + step]
+                            ]
+                            prepared.extend(backend.prepare_many(requests, plan))
+                            done += len(requests)
+                            report(progress, phase, done, total)
+                        for channel in range(n_channels):
+                            for prep in prepared:
+                                check_cancel(cancel)
+                                values, weights = backend.sample(prep, channel)
+                                if gains is not None:
+                                    values = values * backend.xp.float32(gains[prep.tile_index])
+                                reducer.add(
+                                    layer_of[prep.tile_index],
+                                    channel,
+                                    prep.region,
+                                    values,
+                                    weights,
+                                )
+                            done += len(prepared)
+                            report(progress, phase, done, total)
+                    finally:
+                        for prep in prepared:
+                            backend.release(prep)
             chunk_image, chunk_cov = reducer.result()
             del reducer
             done += combine_units(len(members))
@@ -220,6 +252,10 @@ def coadd_pass(
 
 class _Reducer:
     def add(self, layer: int, channel: int, region: BoundingBox, values: Any, weights: Any) -> None:
+        raise NotImplementedError
+
+    def next_stream(self) -> None:
+        """Called before the tiles are streamed again (only by two-stream reducers)."""
         raise NotImplementedError
 
     def result(self) -> tuple[Any, Any]:
@@ -273,4 +309,79 @@ class _StackReducer(_Reducer):
         ]
         image = xp.stack([p[0] for p in planes]).astype(xp.float32, copy=False)
         coverage = sanitize_coverage(xp.stack([p[1] for p in planes]), xp, in_place=True)
+        return image, coverage
+
+
+class _StreamingClipReducer(_Reducer):
+    """Clipping of a stack deeper than `REFERENCE_DEPTH`, in two streams over the tiles.
+
+    Stream 1 keeps, per pixel and channel, the first ``depth`` valid samples (in tile
+    order) and estimates the clipping band from them with the combine's own iterations
+    (:func:`~zemosaic_core.engine.rejection.clip_limits`). Stream 2 sees every sample
+    again and keeps those inside the band: the result is their weighted mean and the
+    coverage their summed weight (DESIGN §3), as for the in-memory stack. Memory is
+    ``depth`` layers plus six planes per channel, whatever the depth of the stack. A
+    pixel whose every sample falls outside its band (possible only when the subset
+    misled the band) keeps the plain mean rather than becoming empty.
+    """
+
+    def __init__(
+        self, xp: Any, depth: int, n_channels: int, chunk: BoundingBox, combine: CombineSpec
+    ) -> None:
+        self.xp = xp
+        self.chunk = chunk
+        self.combine = combine
+        self.depth = depth
+        shape = (n_channels, depth, *chunk.shape)
+        self.values: Any = xp.zeros(shape, dtype=xp.float32)
+        self.weights: Any = xp.zeros(shape, dtype=xp.float32)
+        self.count: Any = xp.zeros((n_channels, *chunk.shape), dtype=xp.int32)
+        self.centre: Any = None
+        self.limit: Any = None
+        self.sums: Any = None  # kept Σw(v - centre), kept Σw, all Σw(v - centre), all Σw
+
+    def add(self, layer: int, channel: int, region: BoundingBox, values: Any, weights: Any) -> None:
+        xp = self.xp
+        sl = region.relative_to(self.chunk)
+        valid = xp.isfinite(values) & xp.isfinite(weights) & (weights > 0)
+        if self.sums is None:  # stream 1: fill the reservoir of this pixel's first samples
+            slot = self.count[(channel,) + sl]
+            ys, xs = xp.nonzero(valid & (slot < self.depth))
+            rows, cols = ys + sl[0].start, xs + sl[1].start
+            self.values[channel, slot[ys, xs], rows, cols] = values[ys, xs]
+            self.weights[channel, slot[ys, xs], rows, cols] = weights[ys, xs]
+            self.count[channel, rows, cols] += 1
+            return
+        w = xp.where(valid, weights, xp.float32(0))
+        # Sums around the band's centre: small numbers, so float32 keeps the precision
+        # of a mean of hundreds of samples on a large pedestal.
+        d = xp.where(valid, values, self.centre[(channel,) + sl]) - self.centre[(channel,) + sl]
+        wd = w * d
+        inside = xp.abs(d) <= self.limit[(channel,) + sl]
+        self.sums[(0, channel) + sl] += xp.where(inside, wd, xp.float32(0))
+        self.sums[(1, channel) + sl] += xp.where(inside, w, xp.float32(0))
+        self.sums[(2, channel) + sl] += wd
+        self.sums[(3, channel) + sl] += w
+
+    def next_stream(self) -> None:
+        from .rejection import clip_limits
+
+        xp = self.xp
+        bands = [
+            clip_limits(xp, self.values[c], self.weights[c], self.combine)
+            for c in range(self.values.shape[0])
+        ]
+        self.centre = xp.stack([b[0] for b in bands])
+        self.limit = xp.stack([b[1] for b in bands])
+        self.values = self.weights = self.count = None
+        self.sums = xp.zeros((4, *self.centre.shape), dtype=xp.float32)
+
+    def result(self) -> tuple[Any, Any]:
+        xp = self.xp
+        kept = self.sums[1] > 0
+        offset_sum = xp.where(kept, self.sums[0], self.sums[2])
+        coverage = sanitize_coverage(xp.where(kept, self.sums[1], self.sums[3]), xp, in_place=True)
+        covered = coverage > 0
+        offset = offset_sum / xp.where(covered, coverage, xp.float32(1))
+        image = xp.where(covered, self.centre + offset, xp.float32("nan")).astype(xp.float32)
         return image, coverage

@@ -45,7 +45,7 @@ from typing import Any
 
 from ..config import CombineSpec
 
-__all__ = ["STACK_METHODS", "combine_stack"]
+__all__ = ["STACK_METHODS", "clip_limits", "combine_stack"]
 
 #: The combines that need every sample of a pixel at once (the mean is streamed).
 STACK_METHODS: tuple[str, ...] = ("median", "kappa-sigma", "winsorized")
@@ -57,6 +57,13 @@ WINSOR_SIGMA_SCALE = 1.134
 #: Winsorization cutoff around the median, in sigmas (Huber's k; 1.134 is its
 #: consistency factor for Gaussian data).
 WINSOR_CUTOFF = 1.5
+
+#: Gaussian sigma per median absolute deviation.
+MAD_TO_SIGMA = 1.4826
+
+#: Width of kappa-sigma's robust first cut, in ``kappa * 1.4826 * MAD`` (see
+#: `_robust_first_cut`).
+ROBUST_CUT_FACTOR = 1.5
 
 #: Relative floor of the clipping sigma, in units of ``|centre|``.
 SIGMA_FLOOR_REL = 1e-6
@@ -103,7 +110,10 @@ def combine_stack(xp: Any, values: Any, weights: Any, spec: CombineSpec) -> tupl
         Weighted median of the valid samples (see the module notes); coverage is the
         sum of the weights of all valid samples.
     ``kappa-sigma``
-        Per iteration: ``centre`` = weighted median of the kept samples, ``sigma`` =
+        First a robust cut of the gross outliers, beyond ``1.5 * kappa`` sigmas
+        estimated as ``1.4826 * MAD`` around the weighted median (without it, a few
+        outliers together inflate the standard deviation enough to all survive; see
+        `_robust_first_cut`). Then per iteration: ``centre`` = weighted median of the kept samples, ``sigma`` =
         weighted standard deviation of the kept samples around their weighted mean;
         samples with ``|v - centre| > kappa * sigma`` are rejected. The result is the
         weighted mean of the kept samples.
@@ -128,10 +138,10 @@ def combine_stack(xp: Any, values: Any, weights: Any, spec: CombineSpec) -> tupl
         ``kappa = 3``; the 1.5-sigma Huber clamp rejects 1-2 % there and still removes
         a lone outlier from ``n >= 4``.
 
-    With the classic ``kappa-sigma``, one outlier among ``n`` samples lies at most
-    about ``(n - 1) / sqrt(n)`` sigmas from the mean (~2.45 from the median for
-    ``n = 6``), so ``kappa = 3`` cannot reject a lone outlier in small stacks;
-    ``winsorized`` does not have that limitation.
+    With the classic ``kappa-sigma`` (no robust first cut), one outlier among ``n``
+    samples lies at most about ``(n - 1) / sqrt(n)`` sigmas from the mean (~2.45 from
+    the median for ``n = 6``), so ``kappa = 3`` could not reject a lone outlier in
+    small stacks; the robust first cut removes that limitation for gross outliers.
     """
     if values.ndim != 3 or tuple(values.shape) != tuple(weights.shape):
         raise ValueError(
@@ -159,41 +169,59 @@ def combine_stack(xp: Any, values: Any, weights: Any, spec: CombineSpec) -> tupl
 
 def _combine_flat(xp: Any, v: Any, w: Any, spec: CombineSpec) -> tuple[Any, Any]:
     """:func:`combine_stack` on ``(N, P)`` stacks (views of the caller's arrays)."""
-    f32 = xp.float32
-
-    # New arrays: the caller's arrays are never written to.
-    valid = xp.isfinite(v) & xp.isfinite(w) & (w > 0)
-    wv = xp.where(valid, w, f32(0))
-    vv = xp.where(valid, v, f32(0))
-
-    # Sort every pixel's stack once; invalid samples go last (key +inf) with weight 0,
-    # and their values are then zeroed so that no inf ever enters the arithmetic.
-    order = xp.argsort(xp.where(valid, v, f32("inf")), axis=0)
-    sw = xp.take_along_axis(wv, order, axis=0)
-    sv = xp.take_along_axis(vv, order, axis=0)
-    del order, valid, wv, vv
-
+    sv, sw = _sorted_stack(xp, v, w)
     if spec.method == "median":
         image = _weighted_median(xp, sv, sw)
         total = xp.sum(sw, axis=0, dtype=xp.float64)
         return _finish(xp, image, total)
 
+    keep = _clip(xp, sv, sw, spec)
+    wk = xp.where(keep, sw, xp.float32(0))
+    image, total = _weighted_mean(xp, sv, wk, _middle_kept(xp, sv, keep))
+    return _finish(xp, image, total)
+
+
+def _sorted_stack(xp: Any, v: Any, w: Any) -> tuple[Any, Any]:
+    """Values and weights of ``(N, P)`` stacks sorted by value along axis 0.
+
+    Invalid samples go last (key +inf) with weight 0, and their values are zeroed so
+    that no inf ever enters the arithmetic. New arrays: the caller's are never written.
+    """
+    f32 = xp.float32
+    valid = xp.isfinite(v) & xp.isfinite(w) & (w > 0)
+    wv = xp.where(valid, w, f32(0))
+    vv = xp.where(valid, v, f32(0))
+    order = xp.argsort(xp.where(valid, v, f32("inf")), axis=0)
+    sw = xp.take_along_axis(wv, order, axis=0)
+    sv = xp.take_along_axis(vv, order, axis=0)
+    return sv, sw
+
+
+def _centre_sigma(xp: Any, sv: Any, sw: Any, keep: Any, spec: CombineSpec) -> tuple[Any, Any]:
+    """The clipping centre and sigma (not floored) of the kept samples of sorted stacks."""
+    if spec.method == "kappa-sigma":
+        wk = xp.where(keep, sw, xp.float32(0))
+        centre = _weighted_median(xp, sv, wk)
+        _, std = _weighted_mean_std(xp, sv, wk, centre)
+        return centre, std
+    if spec.method == "winsorized":
+        return _winsorized_centre_sigma(xp, sv, sw, keep, spec.limits)
+    raise ValueError(f"combine {spec.method!r} does not clip")
+
+
+def _clip(xp: Any, sv: Any, sw: Any, spec: CombineSpec) -> Any:
+    """The samples of sorted stacks that the clipping iterations keep (boolean ``(N, P)``)."""
+    f32 = xp.float32
     keep = sw > 0
     kappa = float(spec.kappa)
+    if spec.method == "kappa-sigma":
+        keep = _robust_first_cut(xp, sv, sw, keep, kappa)
     # Only the pixels whose kept set changed in the last iteration are worked on again:
     # the others would reach the same decision.
     cols = None  # all pixels
     for _ in range(int(spec.iterations)):
         sv_c, sw_c, keep_c = (sv, sw, keep) if cols is None else _gather(cols, sv, sw, keep)
-        if spec.method == "kappa-sigma":
-            wk = xp.where(keep_c, sw_c, f32(0))
-            centre = _weighted_median(xp, sv_c, wk)
-            _, std = _weighted_mean_std(xp, sv_c, wk, centre)
-            del wk
-        elif spec.method == "winsorized":
-            centre, std = _winsorized_centre_sigma(xp, sv_c, sw_c, keep_c, spec.limits)
-        else:  # pragma: no cover - CombineSpec validates the method
-            raise ValueError(f"unknown combine {spec.method!r}")
+        centre, std = _centre_sigma(xp, sv_c, sw_c, keep_c, spec)
         limit = (kappa * xp.maximum(std, _sigma_floor(xp, centre))).astype(f32)
         candidate = keep_c & (xp.abs(sv_c - centre[None]) <= limit[None])
         n_before = xp.sum(keep_c, axis=0)
@@ -209,10 +237,90 @@ def _combine_flat(xp: Any, v: Any, w: Any, spec: CombineSpec) -> tuple[Any, Any]
             cols = cols[changed]
         if int(cols.shape[0]) == 0:
             break
+    return keep
 
+
+def _robust_first_cut(xp: Any, sv: Any, sw: Any, keep: Any, kappa: float) -> Any:
+    """Drop the gross outliers that would inflate kappa-sigma's standard deviation.
+
+    A standard deviation taken over a hot pixel, a trail and a cosmic ray together is
+    so inflated that none of them is rejected ("masking"): among ``n`` samples one
+    outlier lies at most ``(n - 1) / sqrt(n)`` sigmas from the mean. This cut measures
+    sigma robustly, ``1.4826 * MAD`` (weighted) around the weighted median, and drops
+    samples beyond ``ROBUST_CUT_FACTOR * kappa`` of those sigmas; the usual iterations
+    follow on what remains. The wider band absorbs the MAD's own scatter on shallow
+    stacks (simulated on Gaussian stacks at kappa 3: 0.7 % of clean samples dropped at
+    ``n = 10``, 0.3 % at ``n = 16``; a cut at ``kappa`` MAD sigmas would drop 2.8 % and
+    1.7 %), while 3 gross outliers among 10 samples are still removed >99 % of the time.
+    Pixels with fewer than 3 kept samples are left alone.
+    """
+    f32 = xp.float32
     wk = xp.where(keep, sw, f32(0))
-    image, total = _weighted_mean(xp, sv, wk, _middle_kept(xp, sv, keep))
-    return _finish(xp, image, total)
+    centre = _weighted_median(xp, sv, wk)
+    deviation = xp.abs(sv - centre[None])
+    order = xp.argsort(xp.where(keep, deviation, f32("inf")), axis=0)
+    mad = _weighted_median(
+        xp,
+        xp.take_along_axis(xp.where(keep, deviation, f32(0)), order, axis=0),
+        xp.take_along_axis(wk, order, axis=0),
+    )
+    del order
+    sigma = xp.maximum(MAD_TO_SIGMA * mad.astype(xp.float64), _sigma_floor(xp, centre))
+    limit = (ROBUST_CUT_FACTOR * kappa * sigma).astype(f32)
+    candidate = keep & (deviation <= limit[None])
+    # As in the iterations: at least 3 samples to judge, and never all rejected.
+    allowed = (xp.sum(keep, axis=0) >= 3) & (xp.sum(candidate, axis=0) >= 1)
+    return xp.where(allowed[None], candidate, keep)
+
+
+def clip_limits(xp: Any, values: Any, weights: Any, spec: CombineSpec) -> tuple[Any, Any]:
+    """Where a clipping combine puts each pixel's acceptance band, from a stack of samples.
+
+    Runs the iterations of :func:`combine_stack` on ``values`` and ``weights`` and
+    returns the centre and half-width of the band that the last kept set defines. The
+    streaming rejection of deep stacks (:mod:`zemosaic_core.engine.coadd`) computes
+    them on a bounded subset of the samples, then keeps every sample of the full
+    stack that falls inside.
+
+    Parameters
+    ----------
+    xp : module
+        ``numpy`` or ``cupy``.
+    values, weights : xp.ndarray, float32, shape (N, h, w)
+        As for :func:`combine_stack`.
+    spec : CombineSpec
+        ``kappa-sigma`` or ``winsorized``.
+
+    Returns
+    -------
+    centre : xp.ndarray, float32, shape (h, w)
+        The clipping centre (0 where no sample is valid).
+    limit : xp.ndarray, float32, shape (h, w)
+        ``kappa * sigma`` (sigma floored as in :func:`combine_stack`); ``+inf`` where
+        fewer than 3 samples are valid, since such a pixel rejects nothing.
+
+    Raises
+    ------
+    ValueError
+        If ``spec.method`` is not a clipping combine, or the arrays do not match.
+    """
+    if spec.method not in ("kappa-sigma", "winsorized"):
+        raise ValueError(f"combine {spec.method!r} does not clip")
+    if values.ndim != 3 or tuple(values.shape) != tuple(weights.shape):
+        raise ValueError(
+            "values and weights must be 3-D arrays (N, h, w) of the same shape, got "
+            f"{tuple(values.shape)} and {tuple(weights.shape)}"
+        )
+    f32 = xp.float32
+    n_stack, plane_shape = int(values.shape[0]), tuple(values.shape[1:])
+    v = xp.asarray(values).astype(f32, copy=False).reshape(n_stack, -1)
+    w = xp.asarray(weights).astype(f32, copy=False).reshape(n_stack, -1)
+    sv, sw = _sorted_stack(xp, v, w)
+    keep = _clip(xp, sv, sw, spec)
+    centre, std = _centre_sigma(xp, sv, sw, keep, spec)
+    limit = (float(spec.kappa) * xp.maximum(std, _sigma_floor(xp, centre))).astype(f32)
+    limit = xp.where(xp.sum(sw > 0, axis=0) >= 3, limit, f32("inf"))
+    return centre.astype(f32).reshape(plane_shape), limit.reshape(plane_shape)
 
 
 def _gather(cols: Any, *arrays: Any) -> tuple[Any, ...]:

@@ -37,9 +37,44 @@ def total_memory() -> int:
     return _FALLBACK_MEMORY
 
 
-def default_budget() -> int:
-    """Half of the physical memory, as DESIGN/CLI promise for ``--max-memory``."""
-    return total_memory() // 2
+#: The default budget never goes below this (bytes), even on a machine short of free
+#: memory: under it, builds of ordinary frames would spill everything to disk.
+MIN_DEFAULT_BUDGET = 512 * 1024**2
+
+
+def available_memory() -> int | None:
+    """Memory the system could give now without swapping (bytes), or None if unknown."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # not installed, or no reading on this platform
+        logger.debug("psutil cannot read the available memory", exc_info=True)
+        return None
+
+
+def default_budget(total: int | None = None, available: int | None = None) -> int:
+    """The memory budget of a build when the user sets none (``--max-memory``).
+
+    A quarter of the physical memory, and no more than half of what is available when
+    the build starts, but at least `MIN_DEFAULT_BUDGET`. Why: our users build on
+    laptops (8-16 GB) while a browser, a planetarium and the capture software run; a
+    quarter leaves them their share (16 GB: a 4 GB budget, the build peaking near it),
+    and half of the available memory keeps a build from pushing the rest into swap when
+    the machine is already busy. The budget bounds the work, not the output: a build's
+    cost beyond it is time (tiles read again, scratch files), never a crash.
+
+    Parameters
+    ----------
+    total, available : int, optional
+        Physical and available memory in bytes; read from the system when omitted.
+    """
+    total = total_memory() if total is None else total
+    available = available_memory() if available is None else available
+    budget = total // 4
+    if available is not None:
+        budget = min(budget, available // 2)
+    return max(budget, MIN_DEFAULT_BUDGET)
 
 
 def parse_size(text: str) -> int:

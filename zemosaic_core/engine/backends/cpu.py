@@ -77,7 +77,7 @@ class CpuBackend:
     Parameters
     ----------
     memory_budget : int, optional
-        Bytes for accumulators and stacks of one chunk (default: half of the RAM).
+        Bytes for accumulators and stacks of one chunk (default: `default_budget`).
     scratch : ScratchSpace, optional
         Accounts the RAM of kept tiles; ``None`` keeps nothing between calls.
     threads : int, optional

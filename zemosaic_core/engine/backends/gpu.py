@@ -147,7 +147,7 @@ class GpuBackend:
     ----------
     memory_budget : int, optional
         Bytes for accumulators and stacks of one chunk. Default: 60 % of the free device
-        memory (simulated: half of the RAM). With a real device, the smaller of the two.
+        memory (simulated: `default_budget`). With a real device, the smaller of the two.
     simulate : bool, optional
         Run on NumPy as a simulated device. Default: ``ZEMOSAIC_GPU_SIMULATE``.
 
@@ -422,7 +422,7 @@ class GpuBackend:
     def memory_budget(self) -> int:
         """Bytes one chunk may use on the device.
 
-        Simulated: the given budget, else half of the RAM. Real: 60 % of the free device
+        Simulated: the given budget, else `default_budget`. Real: 60 % of the free device
         memory, or the given budget when that is smaller.
         """
         if self.simulated:
