@@ -1,4 +1,4 @@
-"""The parity reference of DESIGN §3 shared by the GPU engine and peer tests: the edge
+"""The parity reference of docs/architecture.md §3 shared by the GPU engine and peer tests: the edge
 band (output pixels whose mapped position lies within 1e-3 px of an input edge), the only
 place where the ``cpu`` and ``gpu`` coverages may differ."""
 
@@ -9,11 +9,11 @@ from scipy import ndimage
 
 from zemosaic_core.engine.backends.mapping import exact_positions
 
-EDGE_BAND = 1e-3  # px (DESIGN §3)
+EDGE_BAND = 1e-3  # px (docs/architecture.md §3)
 
 
 def _reference_f(nan_plane: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """f of DESIGN §3 at positions (x, y) for a tile whose NaN pixels are ``nan_plane``."""
+    """f of docs/architecture.md §3 at positions (x, y) for a tile whose NaN pixels are ``nan_plane``."""
     h, w = nan_plane.shape
     inside = (x >= -0.5) & (x < w - 0.5) & (y >= -0.5) & (y < h - 0.5)
     cx = np.where(inside, np.clip(x, 0, w - 1), 0.0)

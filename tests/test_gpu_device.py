@@ -1,4 +1,4 @@
-"""GPU detection, backend selection and the simulation switches (DESIGN §4)."""
+"""GPU detection, backend selection and the simulation switches (docs/architecture.md §4)."""
 
 from __future__ import annotations
 

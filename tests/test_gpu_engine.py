@@ -1,6 +1,6 @@
 """The ``gpu`` engine (simulated on NumPy) against the ``cpu`` backend (astropy reproject).
 
-DESIGN §3: with unit weights the coverages are equal everywhere except pixels whose
+docs/architecture.md §3: with unit weights the coverages are equal everywhere except pixels whose
 mapped position lies within 1e-3 px of an input edge (the "edge band", computed here
 from the exact astropy transform), and images agree to 1e-4 relative inside coverage.
 Tests marked ``gpu`` run the same checks on a real CUDA device and skip without one.
@@ -156,7 +156,7 @@ def band(mosaic):
 
 
 def _assert_parity(gpu, cpu, band, *, unit_weights=True):
-    """DESIGN §3 parity; returns (edge-band pixels that differ, max relative image diff)."""
+    """docs/architecture.md §3 parity; returns (edge-band pixels that differ, max relative image diff)."""
     outside = ~band
     if unit_weights:
         assert np.array_equal(gpu.coverage[:, outside], cpu.coverage[:, outside])
@@ -269,7 +269,7 @@ def test_coordinate_map_on_a_sip_tile(mosaic):
     px, py = _exact_map(out_wcs, plain, box.shape)
     assert np.nanmax(np.hypot(px - ex, py - ey)) > 0.3
 
-    # The default: adaptive step, well under the 0.01 px DESIGN asks for.
+    # The default: adaptive step, well under the 0.01 px the contract (docs/architecture.md) asks for.
     step, estimate = choose_step(out_wcs, tile.wcs, box.shape)
     cmap = coordinate_map(out_wcs, tile.wcs, box.shape, step=step)
     error = np.hypot(cmap.x - ex, cmap.y - ey)

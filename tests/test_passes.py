@@ -1,4 +1,4 @@
-"""The single-backend invariant end to end, under GPU simulation (DESIGN §4, §6)."""
+"""The single-backend invariant end to end, under GPU simulation (docs/architecture.md §4, §6)."""
 
 from __future__ import annotations
 

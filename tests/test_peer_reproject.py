@@ -15,10 +15,10 @@ Where ZeMosaic differs from reproject by design, the designed behaviour is asser
   few float32 ulps (``MEAN_ATOL``), weighted means to float32 rounding.
 - NaN marks an uncovered output pixel (reproject writes 0 there): the image is finite
   exactly where coverage > 0.
-- Coverage is the sum of the weights (DESIGN §3), which is what reproject returns as
+- Coverage is the sum of the weights (docs/architecture.md §3), which is what reproject returns as
   footprint: compared with ``reproject_and_coadd``'s footprint itself. The ``gpu``
-  coverage may differ from it only inside DESIGN §3's 1e-3 px edge band.
-- Combines: ZeMosaic offers mean, median, kappa-sigma and winsorized (DESIGN §4);
+  coverage may differ from it only inside docs/architecture.md §3's 1e-3 px edge band.
+- Combines: ZeMosaic offers mean, median, kappa-sigma and winsorized (docs/architecture.md §4);
   reproject's ``sum``, ``first``, ``last``, ``min`` and ``max`` have no counterpart, so
   their cases run with the combines ZeMosaic has.
 - Background matching: reproject's ``match_background`` becomes ZeMosaic's photometric
@@ -187,7 +187,7 @@ def test_coadd_nan_masking(array, backend_name):
     Coverage is reproject's footprint except beside the NaN patches, where reproject's
     WCS round trip puts a grid-aligned pixel a hair (~1e-10 px) off its integer position
     and its bilinear sample then touches the NaN neighbour; ZeMosaic copies grid-aligned
-    tiles on both backends and keeps those pixels. That is DESIGN §3's 1e-3 px edge band,
+    tiles on both backends and keeps those pixels. That is docs/architecture.md §3's 1e-3 px edge band,
     the one place where coverages may differ."""
     wcs = reference_wcs()
     tiles = cut_outs(array, overlapping_views())
@@ -271,7 +271,7 @@ def test_footprint_correct(array, backend_name, combine):
     footprint = reproject_footprint(tiles, wcs_out, array.shape)
     if backend_name == "cpu":
         np.testing.assert_array_equal(coverage, footprint)
-    else:  # DESIGN §3: equal outside the 1e-3 px edge band
+    else:  # docs/architecture.md §3: equal outside the 1e-3 px edge band
         outside = ~edge_band(tiles, plan)
         np.testing.assert_array_equal(coverage[outside], footprint[outside])
 

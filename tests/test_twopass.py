@@ -1,4 +1,4 @@
-"""Two-pass coverage renormalization (DESIGN §5) on the CPU backend."""
+"""Two-pass coverage renormalization (docs/architecture.md §5) on the CPU backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``zemosaic`` command line (DESIGN §7): the same pipeline as the GUI, headless.
+"""The ``zemosaic`` command line (docs/architecture.md §7): the same pipeline as the GUI, headless.
 
 It is the product's only command line for builds: the desktop app's headless fallback
 (no display) runs it too. Exit codes (`zemosaic_core.errors`): 0 success, 2 bad usage or

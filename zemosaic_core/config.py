@@ -25,7 +25,7 @@ BAYER_PATTERNS: tuple[str, ...] = ("RGGB", "BGGR", "GRBG", "GBRG")
 #: Display stretches (``zemosaic_core.display.stretch``); the first is the default.
 STRETCH_MODES: tuple[str, ...] = ("auto", "linked", "asinh", "linear")
 
-#: Largest canvas side accepted by default, in pixels (DESIGN §2).
+#: Largest canvas side accepted by default, in pixels (docs/architecture.md §2).
 DEFAULT_MAX_SIZE_PX = 40000
 
 #: What users call each setting (``BuildConfig`` field, or ``"<spec>.<field>"``): the GUI's
@@ -104,7 +104,7 @@ class CombineSpec:
 
 @dataclass(frozen=True)
 class TwoPassSpec:
-    """Parameters of the two-pass coverage renormalization (DESIGN §5)."""
+    """Parameters of the two-pass coverage renormalization (docs/architecture.md §5)."""
 
     enabled: bool = True
     sigma: float = 50.0
@@ -125,7 +125,7 @@ class TwoPassSpec:
 
 @dataclass(frozen=True)
 class SolveSpec:
-    """Plate solving of frames that arrive without a celestial WCS (DESIGN §1, load).
+    """Plate solving of frames that arrive without a celestial WCS (docs/architecture.md §1, load).
 
     Attributes
     ----------

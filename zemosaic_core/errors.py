@@ -1,6 +1,6 @@
 """Exceptions shared by the whole core, and the exit status each one means.
 
-The exit statuses are the CLI's (DESIGN §7): every front end that ends a process with
+The exit statuses are the CLI's (docs/architecture.md §7): every front end that ends a process with
 one takes it from here.
 """
 

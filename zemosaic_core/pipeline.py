@@ -1,4 +1,4 @@
-"""The whole pipeline: load, plan, match, coadd, two-pass, finish (DESIGN §1)."""
+"""The whole pipeline: load, plan, match, coadd, two-pass, finish (docs/architecture.md §1)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ class CoaddResult:
     image : ndarray, float32, (C, H, W)
         Combined values, NaN where coverage is 0.
     coverage : ndarray, float32, (C, H, W)
-        Sum of the weights kept at each pixel (DESIGN §3); finite, >= 0.
+        Sum of the weights kept at each pixel (docs/architecture.md §3); finite, >= 0.
     backend : {"cpu", "gpu"}
         The one backend that produced all channels.
     """

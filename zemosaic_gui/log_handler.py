@@ -7,7 +7,7 @@ queues the call, so the record reaches the log pane on the GUI thread, never on 
 worker's.
 
 The log-level dropdown sets one level on the ``zemosaic_core`` and ``zemosaic_gui``
-loggers *and* on this handler (DESIGN §6) through :func:`apply_log_level`.
+loggers *and* on this handler (docs/architecture.md §6) through :func:`apply_log_level`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal
 
 from zemosaic_core.runtime.logsetup import PRODUCT_LOGGERS, set_log_level
 
-#: Loggers whose level the GUI controls (DESIGN §6): the core's list, shared with the CLI.
+#: Loggers whose level the GUI controls (docs/architecture.md §6): the core's list, shared with the CLI.
 CONTROLLED_LOGGERS: tuple[str, ...] = PRODUCT_LOGGERS
 
 

@@ -319,7 +319,7 @@ class _StreamingClipReducer(_Reducer):
     order) and estimates the clipping band from them with the combine's own iterations
     (:func:`~zemosaic_core.engine.rejection.clip_limits`). Stream 2 sees every sample
     again and keeps those inside the band: the result is their weighted mean and the
-    coverage their summed weight (DESIGN §3), as for the in-memory stack. Memory is
+    coverage their summed weight (docs/architecture.md §3), as for the in-memory stack. Memory is
     ``depth`` layers plus six planes per channel, whatever the depth of the stack. A
     pixel whose every sample falls outside its band (possible only when the subset
     misled the band) keeps the plain mean rather than becoming empty.

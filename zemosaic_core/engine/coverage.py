@@ -1,4 +1,4 @@
-"""The coverage contract (DESIGN §3), in one place for both backends.
+"""The coverage contract (docs/architecture.md §3), in one place for both backends.
 
 coverage C(p) = sum_i f_i(p) * W_i(p): the *sum of weights*, never normalised by the
 number of inputs and never clipped to 1; mean M(p) = sum_i f_i W_i v_i / C(p) where
@@ -63,7 +63,7 @@ def coverage_range(coverage: np.ndarray) -> tuple[float, float]:
 
 
 def format_cov_stats(coverage: np.ndarray) -> str:
-    """The ``cov_stats(min=..., max=...)`` fragment of the DESIGN §6 log lines."""
+    """The ``cov_stats(min=..., max=...)`` fragment of the docs/architecture.md §6 log lines."""
     lo, hi = coverage_range(coverage)
     return f"cov_stats(min={lo:.3f}, max={hi:.3f})"
 

@@ -1,4 +1,4 @@
-"""The orchestrator of coadd passes: one backend per pass, for all channels (DESIGN §4).
+"""The orchestrator of coadd passes: one backend per pass, for all channels (docs/architecture.md §4).
 
 A pass asks one backend for the whole (C, H, W) result through
 :func:`~zemosaic_core.engine.coadd.coadd_pass`. If the GPU fails on any channel, its partial

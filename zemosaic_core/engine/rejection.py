@@ -5,7 +5,7 @@ The mean needs no stack: the coadd driver streams it as two sums
 
 One function, :func:`combine_stack`, written once against an array module ``xp``
 (NumPy or CuPy), so the CPU and the GPU backends share the exact same code path
-(DESIGN §4). It only uses functions that exist with the same semantics in NumPy and
+(docs/architecture.md §4). It only uses functions that exist with the same semantics in NumPy and
 CuPy (``where``, ``argsort``, ``take_along_axis``, ``cumsum``, ``sum``, ...), never the
 ``nan*`` reductions, and never loops over pixels in Python: the Python loops run over
 clipping iterations and over the stack depth.
@@ -14,7 +14,7 @@ Conventions (shared by every method)
 ------------------------------------
 - A sample ``(i, y, x)`` is *valid* when its weight is finite and ``> 0`` and its value
   is finite; every other sample is ignored (its value may be anything, NaN included).
-- ``coverage`` is the sum of the weights of the samples the combine *kept* (DESIGN §3,
+- ``coverage`` is the sum of the weights of the samples the combine *kept* (docs/architecture.md §3,
   §4): never normalised, never clipped to 1. ``image`` is NaN where coverage is 0.
 - Weighted means are ``Σ w v / Σ w``; weighted standard deviations use the unbiased
   "reliability weights" estimator ``Σ w (v - m)² / (Σ w - Σ w² / Σ w)``, which reduces to
@@ -86,7 +86,7 @@ def combine_stack(xp: Any, values: Any, weights: Any, spec: CombineSpec) -> tupl
         The N tiles' samples of one channel over a chunk of output pixels; arbitrary
         (0, NaN, ...) where ``weights`` is 0.
     weights : xp.ndarray, float32, shape (N, h, w)
-        ``f * W`` of DESIGN §3, ``>= 0``; 0 means "no data from that tile here".
+        ``f * W`` of docs/architecture.md §3, ``>= 0``; 0 means "no data from that tile here".
         Non-finite or negative weights are treated as 0.
     spec : CombineSpec
         The combine method and its parameters (``kappa``, ``iterations``, ``limits``).

@@ -1,4 +1,4 @@
-"""Planning: the output grid of a mosaic and where each tile lands on it (DESIGN §2)."""
+"""Planning: the output grid of a mosaic and where each tile lands on it (docs/architecture.md §2)."""
 
 from __future__ import annotations
 

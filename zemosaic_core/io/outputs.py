@@ -1,4 +1,4 @@
-"""Outputs (DESIGN §7): the science FITS, a preview PNG, a 16-bit TIFF, all atomic.
+"""Outputs (docs/architecture.md §7): the science FITS, a preview PNG, a 16-bit TIFF, all atomic.
 
 Every file is written to a temporary name in the target folder, flushed to disk and
 renamed over the target, so a crash or a full disk never leaves a half-written file

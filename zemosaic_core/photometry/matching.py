@@ -1,4 +1,4 @@
-"""Photometric matching of tiles from their overlaps (DESIGN §1 step 3).
+"""Photometric matching of tiles from their overlaps (docs/architecture.md §1 step 3).
 
 Every tile gets one gain, shared by its channels (so its colour balance is kept), and
 one offset per channel, so that ``corrected = gain * data + offset`` agrees with its

@@ -1,4 +1,4 @@
-"""Two-pass coverage renormalization: per-tile gains against the pass-1 consensus (DESIGN §5).
+"""Two-pass coverage renormalization: per-tile gains against the pass-1 consensus (docs/architecture.md §5).
 
 Pass 1 gives a consensus mosaic M1 and its coverage C. Each tile gets one gain g_i,
 shared by all channels, that brings it onto M1 where M1 is well covered (at least
@@ -228,7 +228,7 @@ def compute_gains(
     cancel: CancelToken | None = None,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
-    """One gain per tile against the pass-1 consensus (DESIGN §5 steps 1-3).
+    """One gain per tile against the pass-1 consensus (docs/architecture.md §5 steps 1-3).
 
     Each tile is fitted (through the origin, with clipping) onto the consensus of the
     *other* tiles over its valid set: its footprint, well covered, finite. Because

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: The level of a run that names none.
 DEFAULT_LOG_LEVEL = "INFO"
-#: Loggers whose level the CLI and the GUI control (DESIGN §6).
+#: Loggers whose level the CLI and the GUI control (docs/architecture.md §6).
 PRODUCT_LOGGERS: tuple[str, ...] = ("zemosaic_core", "zemosaic_gui")
 #: Libraries that print on their own (astropy's INFO notices, e.g. about SIP cards):
 #: they follow the product's level, never below WARNING.

@@ -93,7 +93,7 @@ class Backend(Protocol):
         values : xp.ndarray, float32, shape ``region.shape``
             Bilinear samples; 0 where ``weights`` is 0.
         weights : xp.ndarray, float32, shape ``region.shape``
-            ``f * W`` of DESIGN §3: the tile weight times the resampled weight map where
+            ``f * W`` of docs/architecture.md §3: the tile weight times the resampled weight map where
             the position is inside the tile's pixel domain and the sample is finite;
             0 elsewhere.
         """

@@ -158,7 +158,7 @@ class CpuBackend:
         return prepared
 
     def sample(self, prepared: PreparedTile, channel: int) -> tuple[Any, Any]:
-        """Values and ``f * W`` of one channel (DESIGN §3)."""
+        """Values and ``f * W`` of one channel (docs/architecture.md §3)."""
         out, tile = prepared.state
         values = out[channel]
         valid = np.isfinite(values)

@@ -1,4 +1,4 @@
-"""GPU detection, array-module selection and the simulation switches (DESIGN §4).
+"""GPU detection, array-module selection and the simulation switches (docs/architecture.md §4).
 
 Nothing here imports CuPy at module import: CuPy is imported lazily, and every probe of
 the CUDA stack is guarded so that detection never crashes (no CuPy, no driver, no

@@ -1,4 +1,4 @@
-"""The ``gpu`` backend: one engine written against an array module (DESIGN §4).
+"""The ``gpu`` backend: one engine written against an array module (docs/architecture.md §4).
 
 On a CUDA machine the engine runs on CuPy + ``cupyx.scipy.ndimage``; with
 ``ZEMOSAIC_GPU_SIMULATE=1`` (or ``simulate=True``) the very same code runs on NumPy +
@@ -20,7 +20,7 @@ as the ``cpu`` backend does (see :mod:`.mapping`, "Grid-aligned tiles").
 
 :meth:`GpuBackend.sample` then resamples one channel with
 ``ndimage.map_coordinates(order=1, mode="constant", cval=nan)`` — what
-``reproject_interp`` calls on the CPU — and applies the f rule of DESIGN §3 through
+``reproject_interp`` calls on the CPU — and applies the f rule of docs/architecture.md §3 through
 :func:`~zemosaic_core.engine.coverage.masked_samples`.
 
 Device failures (CUDA errors, device out of memory; on the simulated device its
@@ -375,7 +375,7 @@ class GpuBackend:
         )
 
     def sample(self, prepared: PreparedTile, channel: int) -> tuple[Any, Any]:
-        """Values and ``f * W`` of one channel of a prepared tile (DESIGN §3).
+        """Values and ``f * W`` of one channel of a prepared tile (docs/architecture.md §3).
 
         Returns
         -------

@@ -17,7 +17,7 @@ Step
     evaluated half-way between the nodes (cell centres and edge midpoints), where
     bilinear interpolation errs most, and the step (32 px first) is halved until the
     error there is at most :data:`MAP_TOLERANCE`. That tolerance is well under the 1e-3 px
-    edge band of DESIGN §3, so the ``gpu`` coverage equals the ``cpu`` coverage outside
+    edge band of docs/architecture.md §3, so the ``gpu`` coverage equals the ``cpu`` coverage outside
     that band (and it is far under the 0.01 px the design asks of the map itself).
 Fallback
     Where a node is not finite (a tile wrapping the projection, a failed round trip), or
