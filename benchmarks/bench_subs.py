@@ -187,7 +187,7 @@ def rejection_metric(image: np.ndarray, clean: np.ndarray, coverage: np.ndarray)
             keep = ok & (np.abs(resid) < 5 * mad)
         diff = np.abs(resid[ok])
         in_stack = diff / stack_sigma[mask][ok]
-        best["fits"].append((round(a, 5), round(b, 2)))
+        best["fits"].append((round(float(a), 5), round(float(b), 2)))
         worst = int(np.argmax(in_stack))
         if in_stack[worst] > best["max_stack"]:
             ys, xs = np.nonzero(mask)

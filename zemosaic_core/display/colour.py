@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..runtime.scratch import release_pages
+from ..stats import mad_std
 from .stretch import downsample
 
 __all__ = [
@@ -69,7 +70,7 @@ def _clipped_median(values: np.ndarray, rounds: int = 5) -> tuple[float, float]:
     median, sigma = float(np.median(kept)), 0.0
     for _ in range(rounds):
         median = float(np.median(kept))
-        sigma = 1.4826 * float(np.median(np.abs(kept - median)))
+        sigma = float(mad_std(kept))
         if sigma <= 0:
             break
         inside = np.abs(kept - median) < 3.0 * sigma

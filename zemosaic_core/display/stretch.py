@@ -39,6 +39,7 @@ import numpy as np
 
 from ..config import STRETCH_MODES, StretchName
 from ..runtime.scratch import release_pages
+from ..stats import MAD_TO_SIGMA
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -81,7 +82,6 @@ STATS_MAX_PIXELS = 1_000_000
 DEFAULT_LEVELS: tuple[float, float, float] = (0.0, 0.5, 1.0)
 
 _BAND_PIXELS = 1 << 20
-_MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def compute_params(image: np.ndarray, mode: str = "auto") -> StretchParams:
     medians = np.array([float(np.median(v)) for v in values])
     mads = np.array(
         [
-            _MAD_TO_SIGMA * float(np.median(np.abs(v - m)))
+            MAD_TO_SIGMA * float(np.median(np.abs(v - m)))
             for v, m in zip(values, medians, strict=True)
         ]
     )

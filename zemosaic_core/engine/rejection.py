@@ -44,6 +44,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import CombineSpec
+from ..stats import MAD_TO_SIGMA
 
 __all__ = ["STACK_METHODS", "clip_limits", "combine_stack"]
 
@@ -57,9 +58,6 @@ WINSOR_SIGMA_SCALE = 1.134
 #: Winsorization cutoff around the median, in sigmas (Huber's k; 1.134 is its
 #: consistency factor for Gaussian data).
 WINSOR_CUTOFF = 1.5
-
-#: Gaussian sigma per median absolute deviation.
-MAD_TO_SIGMA = 1.4826
 
 #: Width of kappa-sigma's robust first cut, in ``kappa * 1.4826 * MAD`` (see
 #: `_robust_first_cut`).

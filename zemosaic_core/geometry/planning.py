@@ -13,6 +13,7 @@ from reproject.mosaicking import find_optimal_celestial_wcs
 
 from ..config import DEFAULT_MAX_SIZE_PX, setting_name
 from ..errors import InputError, PlanningError, printable_path
+from ..stats import mad_std
 from ..tile import TileLike
 from .graph import component_labels
 
@@ -228,7 +229,7 @@ def _scale_outliers(tiles: Sequence[TileLike]) -> dict[int, str]:
     scales = np.array([_pixel_scale_deg(t) for t in tiles], dtype=np.float64)
     logs = np.log(scales)
     median = float(np.median(logs))
-    spread = 1.4826 * float(np.median(np.abs(logs - median)))
+    spread = float(mad_std(logs))
     limit = max(np.log(SCALE_OUTLIER_FACTOR), SCALE_OUTLIER_SIGMAS * spread)
     median_arcsec = float(np.exp(median)) * 3600.0
     reasons = {}

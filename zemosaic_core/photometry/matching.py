@@ -79,6 +79,7 @@ from ..geometry.planning import BoundingBox, MosaicPlan
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.cpus import available_cpus
 from ..runtime.progress import ProgressCallback, report
+from ..stats import MAD_TO_SIGMA, mad_std
 from ..tile import TileLike
 
 __all__ = [
@@ -129,7 +130,6 @@ _GLOBAL_ITERATIONS = 5
 _SELECTION_ROUNDS = 10
 _IRLS_ITERATIONS = 30
 _HUBER_K = 1.345
-_MAD_TO_SIGMA = 1.4826
 _PHASE = "match"
 
 
@@ -266,7 +266,7 @@ def _noise_sigma(coarse: np.ndarray) -> np.ndarray:
         d = second[c][np.isfinite(second[c])]
         if d.size < 8:
             continue
-        sigma = _MAD_TO_SIGMA * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(1.5)
+        sigma = float(mad_std(d)) / math.sqrt(1.5)
         if np.isfinite(sigma) and sigma > 0:
             out[c] = sigma
     return out
@@ -334,7 +334,7 @@ def mask_compact_sources(coarse: np.ndarray, noise: np.ndarray, kt: int) -> np.n
     size = max(5, int(round(12 / kt)))
     dev = lum - _local_background(lum, size)
     d = dev[finite]
-    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(d - np.median(d))))
+    sigma = float(mad_std(d))
     # Floor: noise-free data must not have its rounding errors taken for sources.
     sigma = max(sigma, 1e-4 * float(np.median(np.abs(lum[finite]))))
     if not (np.isfinite(sigma) and sigma > 0):
@@ -547,7 +547,7 @@ def _fit_pair(
             resid = (b - mean_b[:, None]) - r * (a - mean_a[:, None])
         centre = np.median(resid[:, inliers], axis=1)
         dev = np.abs(resid - centre[:, None])
-        scale = _MAD_TO_SIGMA * np.median(dev[:, inliers], axis=1)
+        scale = MAD_TO_SIGMA * np.median(dev[:, inliers], axis=1)
         # Exact data: residuals of rounding size only, never a zero scale.
         tiny = 1e-6 * (np.abs(mean_b) + 1.0)
         scale = np.where(np.isfinite(scale), np.maximum(scale, tiny), tiny)
@@ -826,7 +826,7 @@ def _robust_solve(
     for _ in range(_IRLS_ITERATIONS):
         x_new = _solve_differences(n, i, j, y, weights, fixed)
         z = (x_new[i] - x_new[j] - y) * np.sqrt(w)
-        scale = max(1.0, _MAD_TO_SIGMA * float(np.median(np.abs(z))))
+        scale = max(1.0, MAD_TO_SIGMA * float(np.median(np.abs(z))))
         u = np.abs(z) / (_HUBER_K * scale)
         weights = w * np.minimum(1.0, 1.0 / np.maximum(u, 1e-12))
         converged = np.allclose(x_new, x, rtol=0.0, atol=1e-12 * (1.0 + np.abs(x_new).max()))
@@ -924,7 +924,7 @@ def _solve_global(
             gains = np.clip(raw_gains, *GAIN_LIMITS)
             informative = np.isfinite([p.var_log_r for p in use])
             if informative.any():
-                robust = max(1.0, _MAD_TO_SIGMA * float(np.median(np.abs(z[informative]))))
+                robust = max(1.0, MAD_TO_SIGMA * float(np.median(np.abs(z[informative]))))
                 score = np.abs(z) / robust
         mean_a = np.array([p.mean_a for p in use]).reshape(len(use), n_channels)
         mean_b = np.array([p.mean_b for p in use]).reshape(len(use), n_channels)

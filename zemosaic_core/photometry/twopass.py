@@ -23,6 +23,7 @@ from ..engine.backends.base import Backend, PreparedTile
 from ..geometry.planning import MosaicPlan
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
+from ..stats import MAD_TO_SIGMA
 from ..tile import TileLike
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _clipped_gain(tile_values: np.ndarray, consensus: np.ndarray) -> tuple[float
     previous = None
     for _ in range(_FIT_ITERATIONS):
         residual = b - gain * a
-        scale = 1.4826 * float(np.median(np.abs(residual)))
+        scale = MAD_TO_SIGMA * float(np.median(np.abs(residual)))
         new_keep = np.abs(residual) <= _FIT_CLIP * scale if scale > 0 else np.ones_like(a, bool)
         if new_keep.sum() < 16 or (previous is not None and np.array_equal(new_keep, previous)):
             break
