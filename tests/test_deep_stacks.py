@@ -130,3 +130,17 @@ def test_clip_limits_band_matches_the_combine():
     assert np.all(np.isinf(few))  # two samples reject nothing
     with pytest.raises(ValueError, match="does not clip"):
         clip_limits(np, values, weights, replace(spec, method="median"))
+
+
+def test_two_pass_samples_stay_bounded_as_subs_pile_up(night, monkeypatch):
+    """The gain fit thins its lattice as tiles pile up: its memory is flat in N."""
+    from zemosaic_core.config import TwoPassSpec
+    from zemosaic_core.photometry import twopass
+
+    dirty, plan, reference = night
+    monkeypatch.setattr(twopass, "_MAX_SAMPLES", 40_000)
+    spec = TwoPassSpec()
+    well = twopass.well_covered_mask(reference.coverage[0], [1.0] * len(dirty), spec)
+    samples = twopass._collect_samples(CpuBackend(), dirty, plan, well, spec, None, None)
+    assert sum(s.index.size for s in samples) <= 40_000
+    assert all(s.index.size > 0 for s in samples)  # every sub still has its say

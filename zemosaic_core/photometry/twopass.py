@@ -37,6 +37,10 @@ _SOLVE_ITERATIONS = 30
 _FIT_SAMPLES = 40000
 #: Well-covered pixels the consensus is evaluated on, at most (a regular lattice).
 _MAX_SLOTS = 4_000_000
+#: Samples of all tiles together, at most: the lattice thins out as tiles pile up, so the
+#: fit's memory (~30 bytes a sample) stays flat in the number of subs (60 subs of one
+#: field held 1.4 GB of samples before this bound).
+_MAX_SAMPLES = 4_000_000
 
 
 def _block_means(plane: np.ndarray, factor: int) -> np.ndarray:
@@ -179,7 +183,9 @@ def _collect_samples(
     # all tiles, so every tile contributes at each lattice pixel it covers), fine enough
     # to hold up to _MAX_SLOTS well-covered pixels. Each lattice pixel gets a slot in a
     # compact list; per-tile samples index small arrays, never a full-size array.
-    stride = max(1, int(np.ceil(np.sqrt(int(well.sum()) / _MAX_SLOTS))))
+    footprint = sum(box.shape[0] * box.shape[1] for box in plan.bboxes if not box.is_empty)
+    density = max(int(well.sum()) / _MAX_SLOTS, footprint / _MAX_SAMPLES)
+    stride = max(1, int(np.ceil(np.sqrt(density))))
     lattice = well[::stride, ::stride]
     slot = np.full(lattice.shape, -1, dtype=np.int32 if lattice.size < 2**31 else np.int64)
     slot[lattice] = np.arange(int(lattice.sum()), dtype=slot.dtype)
@@ -269,7 +275,9 @@ def compute_gains(
         index = np.concatenate([s.index for s in samples])
         weight = np.concatenate([s.weight for s in samples])
         luminance = np.concatenate([s.luminance for s in samples])
-        owner = np.concatenate([np.full(s.index.size, i) for i, s in enumerate(samples)])
+        owner = np.concatenate(
+            [np.full(s.index.size, i, dtype=np.int32) for i, s in enumerate(samples)]
+        )
         total_weight = np.bincount(index, weights=weight, minlength=n_slots)
         # Which samples a tile's fit keeps is decided once, by the clipped fit of the
         # first round (stars, trails); later rounds only refit the kept samples by least
