@@ -895,3 +895,20 @@ def test_exact_offsets_build_to_one_constant_with_defaults(tmp_path, monkeypatch
     level = float(np.nanmedian(plain.image))
     step = float(np.ptp(diff[:, ok] - np.median(diff[:, ok], axis=1)[:, None]))
     assert step < 1e-5 * level, step
+
+
+def test_coarse_blocks_grow_with_depth_so_samples_stay_flat():
+    """Hundreds of subs over one field are matched on coarser blocks: the coarse pixels
+    held for all tiles together stay under the bound, whatever the number of subs."""
+    from zemosaic_core.geometry.planning import BoundingBox
+    from zemosaic_core.photometry.matching import MAX_COARSE_CELLS, depth_factor
+
+    box = BoundingBox(0, 1000, 0, 1800)
+    assert depth_factor([box] * 4) == 1  # a few tiles: the canvas rule decides
+    factors = []
+    for n in (60, 600, 3000):
+        k = depth_factor([box] * n)
+        cells = n * -(-1000 // k) * -(-1800 // k)
+        assert cells <= 1.1 * MAX_COARSE_CELLS, (n, k, cells)
+        factors.append(k)
+    assert factors == sorted(factors) and factors[-1] > factors[0]

@@ -9,7 +9,9 @@ randomness, from downsampled overlap statistics:
 
 1. **Coarse grid.** The output grid is seen through blocks of ``k x k`` pixels, ``k``
    chosen so that the coarse grid is at most `COARSE_TARGET` pixels on its long
-   side (``k = 1`` for smaller canvases).
+   side (``k = 1`` for smaller canvases), and so that the coarse boxes of all tiles
+   together hold at most `MAX_COARSE_CELLS` pixels: a night of hundreds of subs over
+   one field is matched on coarser blocks, and the samples held stay flat in N.
 2. **Block medians.** Each tile is reduced by the median of its own ``k_t x k_t``
    blocks (``k_t`` = ``k`` scaled by the ratio of the output and tile pixel scales),
    NaN-aware; pixels of weight 0 count as NaN. What is left of stars and trails is
@@ -101,6 +103,9 @@ T = TypeVar("T")
 MODES: tuple[str, ...] = MATCH_MODES
 #: Largest side of the coarse output grid the overlaps are measured on, pixels.
 COARSE_TARGET = 512
+#: Coarse pixels of all tiles' boxes together, at most (~17 bytes each for RGB): 600
+#: subs of one field held 0.7 GB of samples before this bound.
+MAX_COARSE_CELLS = 8_000_000
 #: A block median needs at least this fraction of finite pixels in its block.
 MIN_BLOCK_FILL = 0.75
 #: Side of the cells (coarse pixels) a pair's common pixels are averaged in.
@@ -201,6 +206,13 @@ def coarse_factor(shape: tuple[int, int], target: int | None = None) -> int:
     """
     target = COARSE_TARGET if target is None else target
     return max(1, math.ceil(max(shape) / target))
+
+
+def depth_factor(boxes: Sequence[BoundingBox], max_cells: int | None = None) -> int:
+    """Smallest block size ``k`` at which the boxes hold at most ``max_cells`` coarse pixels."""
+    max_cells = MAX_COARSE_CELLS if max_cells is None else max_cells
+    area = sum(box.shape[0] * box.shape[1] for box in boxes if not box.is_empty)
+    return max(1, math.ceil(math.sqrt(area / max_cells)))
 
 
 def _mean_pixel_scale(wcs: WCS) -> float:
@@ -1075,7 +1087,7 @@ def match_tiles(
     fit_gain = mode == "affine"
     n_channels = tiles[0].n_channels
     names = [str(t.path) for t in tiles]
-    k = coarse_factor(plan.shape)
+    k = max(coarse_factor(plan.shape), depth_factor(plan.bboxes))
     coarse_shape = (-(-plan.shape[0] // k), -(-plan.shape[1] // k))
     total = 2 * n + 1
     logger.debug(
