@@ -355,3 +355,12 @@ def test_solving_settings_reach_the_build_config(tmp_path):
     assert settings_from_config(config)["index_dir"] == str(tmp_path)
     assert config_from_settings({"index_dir": ""}).solve.index_dir is None
     assert config_from_settings({}).solve.enabled is BuildConfig().solve.enabled
+
+
+def test_sub_quality_settings_reach_the_build_config():
+    from zemosaic_gui.model.settings import config_from_settings, settings_from_config
+
+    config = config_from_settings({"sub_weighting": True, "reject_subs": 3.0})
+    assert config.quality.weight is True and config.quality.reject_sigma == 3.0
+    assert settings_from_config(config)["reject_subs"] == 3.0
+    assert config_from_settings({}).quality == BuildConfig().quality

@@ -33,6 +33,7 @@ from .config import (
     SETTING_LABELS,
     BuildConfig,
     CombineSpec,
+    QualitySpec,
     SolveSpec,
     TwoPassSpec,
 )
@@ -224,6 +225,23 @@ def _add_build_options(build: argparse.ArgumentParser) -> None:
         default=config.max_size,
         metavar="PX",
         help=_label("max_size", "largest canvas side"),
+    )
+    build.add_argument(
+        "--sub-weighting",
+        action="store_true",
+        default=config.quality.weight,
+        help=_label("quality.weight", "inverse sky-noise variance, relative to the median sub"),
+    )
+    build.add_argument(
+        "--reject-subs",
+        type=_finite_float,
+        default=config.quality.reject_sigma,
+        metavar="SIGMA",
+        help=_label(
+            "quality.reject_sigma",
+            "drop subs whose FWHM, star count or noise lie this many robust sigmas from "
+            "the night's median (e.g. 3; 0 = keep all)",
+        ),
     )
     build.add_argument(
         "--keep-isolated",
@@ -508,6 +526,7 @@ def _build_config(args: argparse.Namespace) -> BuildConfig:
             preview_stretch=args.stretch,
             bayer_pattern=args.bayer_pattern,
             solve=_solve_spec(args, enabled=args.solve),
+            quality=QualitySpec(weight=args.sub_weighting, reject_sigma=args.reject_subs),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -52,6 +52,8 @@ SETTING_LABELS: dict[str, str] = {
     "preview_stretch": "Preview stretch",
     "bayer_pattern": "Bayer pattern of undeclared raw frames",
     "solve": "Plate-solve frames without a WCS",
+    "quality.weight": "Weight subs by their noise",
+    "quality.reject_sigma": "Reject poor subs beyond",
     "solve.index_dir": "Index folder",
     "solve.time_limit": "Solve time limit",
 }
@@ -121,6 +123,36 @@ class TwoPassSpec:
             raise ValueError("two-pass sigma must be a finite number > 0")
         if not (math.isfinite(self.tau) and self.tau > 0):
             raise ValueError("two-pass tau must be a finite number > 0")
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """Per-sub quality: measurements, weighting, rejection (`photometry.quality`).
+
+    Attributes
+    ----------
+    measure : bool
+        Measure background, noise, star count and FWHM of every input (DEBUG lines and
+        an INFO summary); the two actions below need it.
+    weight : bool
+        Multiply each input's weight by its inverse sky-noise variance relative to the
+        median input.
+    reject_sigma : float
+        Drop the inputs whose FWHM, star count (fewer) or noise lie more than this many
+        robust sigmas from the night's median, by name; 0 keeps every input.
+    """
+
+    measure: bool = True
+    weight: bool = False
+    reject_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.reject_sigma) and self.reject_sigma >= 0):
+            raise ValueError("poor-sub rejection must be a finite number of sigmas >= 0")
+        if 0 < self.reject_sigma < 1:
+            raise ValueError("poor-sub rejection below 1 sigma would drop ordinary subs")
+        if (self.weight or self.reject_sigma) and not self.measure:
+            raise ValueError("sub weighting and rejection need the sub measurements")
 
 
 @dataclass(frozen=True)
@@ -205,6 +237,8 @@ class BuildConfig:
         FITS stays as coadded.
     solve : SolveSpec
         Plate solving of frames without a WCS.
+    quality : QualitySpec
+        Per-sub measurements, optional noise weighting and poor-sub rejection.
     """
 
     output: Path | None = None
@@ -225,6 +259,7 @@ class BuildConfig:
     colour_calibration: bool = False
     bayer_pattern: str | None = None
     solve: SolveSpec = field(default_factory=SolveSpec)
+    quality: QualitySpec = field(default_factory=QualitySpec)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -23,6 +23,7 @@ from .io.outputs import (
     write_tiff,
 )
 from .photometry.matching import match_tiles
+from .photometry.quality import apply_quality
 from .result import BuildResult
 from .runtime.cancel import CancelToken, check_cancel
 from .runtime.memory import default_budget, split_budget
@@ -283,9 +284,12 @@ def build_mosaic(
     bar.plan(_phase_work(config, pixels, channels))
 
     check_cancel(cancel)
+    measured, poor = apply_quality(loaded.tiles, config.quality, cancel=cancel)
+    if not measured:
+        raise NoUsableInputError("every input was rejected as a poor sub")
     report(progress, "plan", 0, 1)
     plan, tiles = plan_mosaic(
-        loaded.tiles,
+        measured,
         max_size=config.max_size,
         keep_isolated=config.keep_isolated,
         north_up=config.north_up,
@@ -293,7 +297,7 @@ def build_mosaic(
     report(progress, "plan", 1, 1)
 
     check_cancel(cancel)
-    skipped = [*loaded.skipped, *plan.excluded]
+    skipped = [*loaded.skipped, *poor, *plan.excluded]
     del loaded  # the matched tiles replace the loaded ones: do not hold both
     matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
     tiles, match_offsets = matched.tiles, matched.offsets

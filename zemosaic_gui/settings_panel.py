@@ -299,6 +299,24 @@ class SettingsPanel(QWidget):
         advanced_form.addRow(self.colour_check)
         advanced_form.addRow(self.north_up_check)
         advanced_form.addRow(self._label("Undeclared Bayer"), self.bayer_combo)
+        self.weighting_check = QCheckBox(SETTING_LABELS["quality.weight"])
+        self.weighting_check.setObjectName("subWeightingCheck")
+        self.weighting_check.setToolTip(
+            "Weight each sub by its inverse sky-noise variance, relative to the median sub"
+        )
+        self.reject_spin = QDoubleSpinBox()
+        self.reject_spin.setObjectName("rejectSubsSpin")
+        self.reject_spin.setRange(0.0, 20.0)
+        self.reject_spin.setDecimals(1)
+        self.reject_spin.setSingleStep(1.0)
+        self.reject_spin.setSuffix(" σ")
+        self.reject_spin.setSpecialValueText("Off")
+        self.reject_spin.setToolTip(
+            "Drop the subs whose FWHM, star count or noise lie this many robust sigmas\n"
+            "from the night's median (3 is a usual choice); each is named in the log"
+        )
+        advanced_form.addRow(self.weighting_check)
+        advanced_form.addRow(self._label(SETTING_LABELS["quality.reject_sigma"]), self.reject_spin)
         advanced_form.addRow(self.solve_check)
         index_row = QWidget()
         index_layout = QHBoxLayout(index_row)
@@ -397,6 +415,12 @@ class SettingsPanel(QWidget):
                 self.north_up_check.setChecked,
             ),
             "bayer_pattern": combo(self.bayer_combo),
+            "sub_weighting": (
+                self.weighting_check,
+                self.weighting_check.isChecked,
+                self.weighting_check.setChecked,
+            ),
+            "reject_subs": spin(self.reject_spin),
             "solve": (self.solve_check, self.solve_check.isChecked, self.solve_check.setChecked),
             "index_dir": (self.index_edit, self.index_edit.text, self.index_edit.setText),
         }

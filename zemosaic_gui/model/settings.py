@@ -111,6 +111,8 @@ BUILD_SETTINGS: tuple[Setting, ...] = (
         "solve",
         lambda c: "" if c.solve.index_dir is None else str(c.solve.index_dir),
     ),
+    Setting("sub_weighting", bool, "quality", lambda c: c.quality.weight),
+    Setting("reject_subs", float, "quality", lambda c: c.quality.reject_sigma),
     Setting("two_pass", bool, "two_pass", lambda c: c.two_pass.enabled),
     Setting("two_pass_sigma", float, "two_pass", lambda c: c.two_pass.sigma),
     Setting("gain_clip_low", float, "two_pass", lambda c: c.two_pass.gain_clip[0]),
@@ -189,6 +191,9 @@ def config_from_settings(values: Mapping[str, Any], **overrides: Any) -> BuildCo
             defaults.solve,
             enabled=v["solve"],
             index_dir=Path(v["index_dir"]) if v["index_dir"] else None,  # "" = the default
+        ),
+        "quality": replace(
+            defaults.quality, weight=v["sub_weighting"], reject_sigma=v["reject_subs"]
         ),
         # Parameters the app does not show (tau, minimum valid pixels) keep their defaults.
         "two_pass": replace(
