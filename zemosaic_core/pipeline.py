@@ -298,7 +298,7 @@ def build_mosaic(
 
     check_cancel(cancel)
     skipped = [*loaded.skipped, *poor, *plan.excluded]
-    del loaded  # the matched tiles replace the loaded ones: do not hold both
+    del loaded, measured  # the matched tiles replace the loaded ones: do not hold both
     matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
     tiles, match_offsets = matched.tiles, matched.offsets
     match_gains = matched.gains if config.match != "none" else None

@@ -20,11 +20,13 @@ import re
 import stat
 import warnings
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from astropy.io import fits
@@ -33,6 +35,7 @@ from astropy.wcs import WCS, NoConvergence
 from ..config import setting_name
 from ..errors import InputError, MissingWCSError, NoUsableInputError, printable_path
 from ..runtime.cancel import CancelToken, check_cancel
+from ..runtime.cpus import available_cpus
 from ..runtime.progress import ProgressCallback, report
 from ..tile import LazyTile, Tile, TileLike
 from .debayer import BAYER_PATTERNS, array_pattern, debayer_bilinear
@@ -993,6 +996,61 @@ def _lazy(
     )
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Peak memory of reading one uncompressed frame, in multiples of its file size: a
+#: 16-bit raw frame becomes float32 RGB (6x) with the debayering temporaries beside it.
+_READ_EXPANSION = 12
+
+
+def _read_workers(items: Sequence[str | Path], read_budget: int | None) -> int:
+    """Files read at once: one per CPU while their peaks fit the read budget together.
+
+    Compressed files are read one at a time: their expanded size is only known once
+    their header is read, and the read budget is the defence against bombs.
+    """
+    cpus = available_cpus()
+    if cpus <= 1 or len(items) < 2:
+        return 1
+    largest = 0
+    for item in items:
+        if str(item).lower().endswith((".gz", ".fz")):
+            return 1
+        try:
+            largest = max(largest, os.stat(item).st_size)
+        except OSError:
+            continue
+    if read_budget is None:
+        return cpus
+    return int(max(1, min(cpus, read_budget // max(1, _READ_EXPANSION * largest))))
+
+
+def _in_order(read: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[tuple[T, R]]:
+    """``(item, read(item))`` in the order of ``items``, at most ``workers`` in flight.
+
+    A bounded window (not ``Executor.map``, which reads everything ahead): tiles read
+    in advance wait in memory until their turn.
+    """
+    if workers <= 1:
+        for item in items:
+            yield item, read(item)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        window: deque[tuple[T, Future[R]]] = deque()
+        position = 0
+        try:
+            while window or position < len(items):
+                while position < len(items) and len(window) < workers:
+                    window.append((items[position], pool.submit(read, items[position])))
+                    position += 1
+                item, future = window.popleft()
+                yield item, future.result()
+        finally:
+            for _, future in window:
+                future.cancel()
+
+
 def load_tiles(
     paths: Sequence[str | Path],
     *,
@@ -1052,20 +1110,32 @@ def load_tiles(
         logger.warning("%s: skipped: %s", printable_path(err.path), err.reason)
 
     report(progress, "load", 0, total)
+
+    def read(item: str | Path) -> Tile | InputError:
+        # In a worker thread: errors come back as values, in the order of the inputs.
+        check_cancel(cancel)
+        try:
+            return load_tile(item, bayer_fallback, memory_budget=read_budget)
+        except InputError as err:
+            return err
+
     held = 0
-    for done, item in enumerate(items, start=1):
+    for done, (item, outcome) in enumerate(
+        _in_order(read, items, _read_workers(items, read_budget)), start=1
+    ):
         check_cancel(cancel)
         wcs_header = None
         try:
-            try:
-                tile = load_tile(item, bayer_fallback, memory_budget=read_budget)
-            except MissingWCSError:
-                if wcs_provider is None:
-                    raise
+            if isinstance(outcome, MissingWCSError) and wcs_provider is not None:
+                # Solving stays here, one frame at a time: it has its own process and
+                # reports each frame's status in order.
                 wcs_header = wcs_provider(Path(item))
-                tile = load_tile(
+                outcome = load_tile(
                     item, bayer_fallback, memory_budget=read_budget, wcs_header=wcs_header
                 )
+            if isinstance(outcome, InputError):
+                raise outcome
+            tile = outcome
         except InputError as err:
             skip(err)
         else:
