@@ -364,3 +364,22 @@ def test_sub_quality_settings_reach_the_build_config():
     assert config.quality.weight is True and config.quality.reject_sigma == 3.0
     assert settings_from_config(config)["reject_subs"] == 3.0
     assert config_from_settings({}).quality == BuildConfig().quality
+
+
+def test_recheck_asks_for_every_listed_file_again_and_ignores_stale_checks(tmp_path):
+    from zemosaic_gui.model.inputs import InputListModel
+
+    files = [tmp_path / f"t{k}.fits" for k in range(3)]
+    for f in files:
+        f.write_bytes(b"x")
+    model = InputListModel(discover=lambda paths: list(paths))
+    asked = []
+    model.probe_requested.connect(lambda generation, paths: asked.append((generation, paths)))
+    model.add(files)
+    first = asked[-1][0]
+    model.recheck()
+    generation, paths = asked[-1]
+    assert generation != first and sorted(paths) == sorted(files)
+    assert model.is_checking()
+    model.apply_probe(first, files[0], ValueError("stale"))  # from before the recheck
+    assert model.entry(files[0]).status != "skipped"

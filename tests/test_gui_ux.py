@@ -243,6 +243,10 @@ def test_bayer_override_for_frames_that_declare_none(real_data, gui_window, qtbo
     window.add_inputs([frame])  # the input list checks it with the setting
     qtbot.waitUntil(lambda: window.input_panel.status(frame)[0] == "ok", timeout=20_000)
     assert window.input_panel.list.topLevelItem(0).text(2) == "3"
+    # Changing the setting checks the listed frames again: back to mono.
+    panel.bayer_combo.setCurrentIndex(panel.bayer_combo.findData(""))
+    qtbot.waitUntil(lambda: window.input_panel.list.topLevelItem(0).text(2) == "1", timeout=20_000)
+    assert window.input_panel.status(frame)[0] == "ok"
 
 
 def test_hover_shows_ra_dec_while_a_build_holds_the_core(qtbot):

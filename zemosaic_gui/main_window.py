@@ -482,7 +482,10 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_bayer_setting(self) -> None:
         # Read here, in the GUI thread; the pool threads only read the plain value.
-        self._probe_bayer = self.settings_model.value("bayer_pattern") or None
+        bayer = self.settings_model.value("bayer_pattern") or None
+        if bayer != self._probe_bayer:
+            self._probe_bayer = bayer
+            self.input_panel.model.recheck()  # listed raw frames now read differently
 
     # ---- public API -----------------------------------------------------------------
 

@@ -296,6 +296,20 @@ class InputListModel:
         entry.note, entry.note_details = text, details
         self.updated.emit(entry)
 
+    def recheck(self) -> None:
+        """Check every listed file's header again (a setting that changes how files read
+        changed, e.g. the Bayer pattern of frames that declare none); checks still
+        running are ignored."""
+        if not self._entries:
+            return
+        self._generation += 1
+        self._pending = len(self._entries)
+        for entry in self._entries.values():
+            entry.status, entry.reason = PENDING, ""
+            entry.note = entry.note_details = ""
+            self.updated.emit(entry)
+        self.probe_requested.emit(self._generation, [e.path for e in self._entries.values()])
+
     def remove(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         """Remove files from the list (unlisted ones are ignored)."""
         keys = [key for key in map(path_key, paths) if self._entries.pop(key, None) is not None]
