@@ -144,3 +144,22 @@ def test_two_pass_samples_stay_bounded_as_subs_pile_up(night, monkeypatch):
     samples = twopass._collect_samples(CpuBackend(), dirty, plan, well, spec, None, None)
     assert sum(s.index.size for s in samples) <= 40_000
     assert all(s.index.size > 0 for s in samples)  # every sub still has its say
+
+
+def test_stack_combines_stop_at_cancel_between_blocks():
+    """The combine of a chunk (seconds at depth) checks cancel between row blocks."""
+    from zemosaic_core.errors import BuildCancelled
+    from zemosaic_core.geometry.planning import BoundingBox
+    from zemosaic_core.runtime.cancel import CancelToken
+
+    chunk = BoundingBox(0, 8, 0, 8)
+    token = CancelToken()
+    token.cancel()
+    stack = coadd._StackReducer(np, 4, 3, chunk, CombineSpec("kappa-sigma"))
+    with pytest.raises(BuildCancelled):
+        stack.result(token)
+    streaming = coadd._StreamingClipReducer(np, 4, 3, chunk, CombineSpec("winsorized"))
+    with pytest.raises(BuildCancelled):
+        streaming.next_stream(token)
+    image, coverage = coadd._StackReducer(np, 4, 3, chunk, CombineSpec("median")).result(None)
+    assert image.shape == coverage.shape == (3, 8, 8)
