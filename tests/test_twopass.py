@@ -168,3 +168,18 @@ def test_identity_after_matching_consistent_tiles(clean):
     first = coadd_pass(CpuBackend(), matched, plan, combine=MEAN)
     gains = _gains(matched, plan, first)
     assert np.all(np.abs(gains - 1) < 1e-3)
+
+
+def test_gains_the_noise_cannot_support_are_held_at_one():
+    """Overlaps of noise around a faint level (an X-ray or significance map): a fitted
+    ratio is noise there, so two-pass stays an identity instead of scaling tiles."""
+    tiles = grid_tiles(3, 2, size=120, overlap=0.3, noise=0.5)
+    faint = [t.with_data(0.01 * (t.data - 100.0) + np.float32(0.05)) for t in tiles]
+    noisy = [
+        t.with_data(t.data + np.random.default_rng(k).normal(0, 1.0, t.data.shape).astype("f4"))
+        for k, t in enumerate(faint)
+    ]
+    plan, noisy = plan_mosaic(noisy)
+    first = coadd_pass(CpuBackend(), noisy, plan, combine=MEAN)
+    gains = _gains(noisy, plan, first)
+    np.testing.assert_array_equal(gains, 1.0)

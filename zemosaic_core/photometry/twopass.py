@@ -12,6 +12,7 @@ backend of pass 1, so gains from either backend agree to the backends' parity.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from ..engine.backends.base import Backend, PreparedTile
 from ..geometry.planning import MosaicPlan
 from ..runtime.cancel import CancelToken, check_cancel
 from ..runtime.progress import ProgressCallback, report
-from ..stats import MAD_TO_SIGMA
+from ..stats import MAD_TO_SIGMA, mad_std
 from ..tile import TileLike
 
 logger = logging.getLogger(__name__)
@@ -225,6 +226,56 @@ def _collect_samples(
     return samples
 
 
+#: A fitted gain is kept only if it lies this many standard errors from 1.
+GAIN_EVIDENCE_SIGMAS = 3.0
+
+
+def _unsupported_gains(
+    samples: Sequence[_TileSamples],
+    kept: Sequence[np.ndarray | None],
+    gains: np.ndarray,
+    total_weight: np.ndarray,
+    flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    n_slots: int,
+) -> np.ndarray:
+    """The tiles whose fitted gain their own samples cannot tell from 1.
+
+    Two limits, both measured on the samples the fit kept:
+
+    - the standard error of the through-origin fit, ``sigma_r / sqrt(sum a^2)``
+      (``sigma_r`` the ``mad_std`` of the residuals, times ``sqrt(2)`` for the
+      correlation of neighbouring resampled pixels): a gain within
+      `GAIN_EVIDENCE_SIGMAS` of them from 1 is noise;
+    - the regression dilution ``1 - R^2`` (``R^2 = (sum ab)^2 / (sum a^2 sum b^2)``,
+      about the origin): the tile's own noise biases the slope towards 0 by about that
+      much, so a correction no larger than it is not a measurement. On overlaps of
+      noise around a level near zero (X-ray or significance maps) ``R^2`` is small and
+      two-pass stays an identity instead of scaling tiles by the noise; on sky images
+      the pedestal makes ``R^2`` close to 1.
+    """
+    index, owner, weight, luminance = flat
+    total = np.bincount(index, weights=gains[owner] * weight * luminance, minlength=n_slots)
+    unsupported = np.zeros(len(samples), dtype=bool)
+    for i, s in enumerate(samples):
+        chosen = kept[i]
+        if not s.eligible or chosen is None or chosen.size < 16:
+            continue
+        at, weight_i, lum_i = s.index[s.fit], s.weight[s.fit], s.luminance[s.fit]
+        others = total_weight[at] - weight_i
+        with np.errstate(invalid="ignore", divide="ignore"):
+            target = (total[at] - gains[i] * weight_i * lum_i) / others
+        a, b = lum_i[chosen], target[chosen]
+        good = np.isfinite(a) & np.isfinite(b)
+        a, b = a[good], b[good]
+        saa, sbb = float(np.dot(a, a)), float(np.dot(b, b))
+        if a.size < 16 or saa <= 0 or sbb <= 0:
+            continue
+        error = math.sqrt(2.0) * float(mad_std(b - gains[i] * a)) / math.sqrt(saa)
+        dilution = 1.0 - float(np.dot(a, b)) ** 2 / (saa * sbb)
+        unsupported[i] = abs(gains[i] - 1.0) <= max(GAIN_EVIDENCE_SIGMAS * error, dilution)
+    return unsupported
+
+
 def compute_gains(
     backend: Backend,
     tiles: Sequence[TileLike],
@@ -284,39 +335,55 @@ def compute_gains(
         # squares, two dot products a tile: the whole solve costs about one clipped
         # fit per tile, whatever the number of rounds.
         kept: list[np.ndarray | None] = [None] * len(samples)
-        for _ in range(_SOLVE_ITERATIONS):
-            check_cancel(cancel)
-            scaled = gains[owner] * weight * luminance
-            total = np.bincount(index, weights=scaled, minlength=n_slots)
-            updated = gains.copy()
-            for i, s in enumerate(samples):
-                if not s.eligible:
-                    continue
-                at, weight_i, lum_i = s.index[s.fit], s.weight[s.fit], s.luminance[s.fit]
-                others = total_weight[at] - weight_i
-                keep = others > 0
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    target = (total[at] - gains[i] * weight_i * lum_i) / others
-                keep &= np.isfinite(target)
-                if keep.sum() < spec.min_valid_pixels:
-                    continue
-                chosen = kept[i]
-                if chosen is None:
-                    gain, inliers = _clipped_gain(lum_i[keep], target[keep])
-                    kept[i] = chosen = np.flatnonzero(keep)[inliers]
-                    updated[i] = gain
-                    continue
-                chosen = chosen[keep[chosen]]
-                a, b = lum_i[chosen], target[chosen]
-                denom = float(np.dot(a, a))
-                if chosen.size >= spec.min_valid_pixels and denom > 0:
-                    updated[i] = float(np.dot(a, b)) / denom
-            updated[eligible] /= np.median(updated[eligible])
-            updated = np.clip(updated, lo, hi)
-            converged = np.max(np.abs(updated - gains)) < 1e-6
-            gains = updated
-            if converged:
+        fixed = np.zeros(len(samples), dtype=bool)
+        for attempt in range(2):
+            # Round 2 only when round 1 found gains that its samples cannot support:
+            # those are held at 1 and the others refitted against them.
+            gains = np.ones(len(tiles), dtype=np.float64)
+            for _ in range(_SOLVE_ITERATIONS):
+                check_cancel(cancel)
+                scaled = gains[owner] * weight * luminance
+                total = np.bincount(index, weights=scaled, minlength=n_slots)
+                updated = gains.copy()
+                for i, s in enumerate(samples):
+                    if not s.eligible or fixed[i]:
+                        continue
+                    at, weight_i, lum_i = s.index[s.fit], s.weight[s.fit], s.luminance[s.fit]
+                    others = total_weight[at] - weight_i
+                    keep = others > 0
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        target = (total[at] - gains[i] * weight_i * lum_i) / others
+                    keep &= np.isfinite(target)
+                    if keep.sum() < spec.min_valid_pixels:
+                        continue
+                    chosen = kept[i]
+                    if chosen is None:
+                        gain, inliers = _clipped_gain(lum_i[keep], target[keep])
+                        kept[i] = chosen = np.flatnonzero(keep)[inliers]
+                        updated[i] = gain
+                        continue
+                    chosen = chosen[keep[chosen]]
+                    a, b = lum_i[chosen], target[chosen]
+                    denom = float(np.dot(a, a))
+                    if chosen.size >= spec.min_valid_pixels and denom > 0:
+                        updated[i] = float(np.dot(a, b)) / denom
+                if not fixed.any():  # else the tiles held at 1 keep the consensus' scale
+                    updated[eligible] /= np.median(updated[eligible])
+                updated = np.clip(updated, lo, hi)
+                converged = np.max(np.abs(updated - gains)) < 1e-6
+                gains = updated
+                if converged:
+                    break
+            if attempt:
                 break
+            fixed = _unsupported_gains(
+                samples, kept, gains, total_weight, (index, owner, weight, luminance), n_slots
+            )
+            if not fixed.any():
+                break
+            logger.debug(
+                "[TwoPass] %d gain(s) not supported by their samples: held at 1", fixed.sum()
+            )
     for tile, gain in zip(tiles, gains, strict=True):
         logger.debug("[TwoPass] %s: gain=%.5f", tile.name, gain)
     logger.info(
