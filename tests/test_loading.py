@@ -544,3 +544,27 @@ def test_real_files_end_to_end(real_data, caplog):
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert sorted(warned) == sorted(f"{e.path}: skipped: {e.reason}" for e in result.skipped)
     assert sha256_files(paths) == before
+
+
+def test_reading_in_threads_leaves_the_warnings_machinery_alone(tmp_path):
+    """Inputs are read two at a time; capturing astropy's warnings from two threads at
+    once used to leave a dead recorder installed for the rest of the process."""
+    import warnings
+
+    from synthetic import CENTER, make_wcs, sky, write_tile
+
+    from zemosaic_core.io import loading
+    from zemosaic_core.tile import Tile
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(24):
+        wcs = make_wcs(CENTER, (48, 48))
+        data = sky(wcs, (48, 48)) + rng.normal(0, 1, (3, 48, 48)).astype(np.float32)
+        paths.append(write_tile(tmp_path / f"s{k}.fits", Tile(data=data, wcs=wcs, path=None)))
+    if loading._read_workers(paths, None) < 2:
+        pytest.skip("one CPU: inputs are read one at a time")
+    filters, show = list(warnings.filters), warnings._showwarnmsg_impl
+    for _ in range(5):
+        assert len(loading.load_tiles(paths).tiles) == 24
+        assert warnings.filters == filters and warnings._showwarnmsg_impl is show

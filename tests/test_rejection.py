@@ -540,3 +540,11 @@ def test_numpy_module_passed_as_xp():
     image, coverage = combine_stack(np, v, w, CombineSpec(method="median"))
     assert isinstance(image, np.ndarray) and isinstance(coverage, np.ndarray)
     assert (float(image[0, 0]), float(coverage[0, 0])) == (2.0, 3.0)
+
+
+def test_kappa_sigma_on_quantised_data_with_a_zero_mad():
+    # More than half the samples on one value: the MAD is 0 and says nothing about the
+    # spread of the others, so the robust cut leaves them to the classic iterations.
+    samples = [100.0] * 6 + [101.0, 102.0, 101.0, 103.0]
+    value, kept = combine1(samples, method="kappa-sigma", kappa=3.0)
+    assert kept == 10.0 and value == pytest.approx(100.7, rel=1e-6)

@@ -74,6 +74,16 @@ def _auto_batch(plan: MosaicPlan, members: list[int], n_channels: int, budget: i
     return int(max(1, min(len(members), (budget // 2) // per_tile)))
 
 
+def _spread(indices: list[int], first: int) -> list[int]:
+    """``indices`` reordered so that any leading ``first`` of them span the whole list.
+
+    Every ``k``-th index first (``k = ceil(n / first)``), then the ones after them, and
+    so on: ``[0, k, 2k, ..., 1, k + 1, ...]``.
+    """
+    step = max(1, -(-len(indices) // max(1, first)))
+    return [indices[j] for start in range(step) for j in range(start, len(indices), step)]
+
+
 def _batches(indices: list[int], batch_size: int) -> list[list[int]]:
     if batch_size <= 0:
         return [indices]
@@ -186,8 +196,11 @@ def coadd_pass(
             for stream in range(streams(len(members))):
                 if stream:
                     reducer.next_stream(cancel)
+                # The band's samples are each pixel's first ones: spread over the night
+                # (every k-th sub first), so that a drift does not fall outside the band.
+                order = _spread(members, REFERENCE_DEPTH) if streams(len(members)) > 1 else members
                 for batch in _batches(
-                    members, batch_size or _auto_batch(plan, members, n_channels, budget)
+                    order, batch_size or _auto_batch(plan, members, n_channels, budget)
                 ):
                     prepared = []
                     try:

@@ -268,6 +268,9 @@ def _robust_first_cut(xp: Any, sv: Any, sw: Any, keep: Any, kappa: float) -> Any
     candidate = keep & (deviation <= limit[None])
     # As in the iterations: at least 3 samples to judge, and never all rejected.
     allowed = (xp.sum(keep, axis=0) >= 3) & (xp.sum(candidate, axis=0) >= 1)
+    # A MAD of 0 (more than half the weight on one value: quantised or saturated data)
+    # says nothing about the spread of the rest: leave those pixels to the iterations.
+    allowed &= mad > 0
     return xp.where(allowed[None], candidate, keep)
 
 

@@ -18,6 +18,7 @@ import math
 import os
 import re
 import stat
+import threading
 import warnings
 import zlib
 from collections import Counter, deque
@@ -299,10 +300,16 @@ def _fail(path: Path, reason: str, exc: BaseException | None = None) -> InputErr
     return InputError(path, _one_line(reason))
 
 
+#: ``warnings.catch_warnings`` swaps process-wide state: two threads inside it at once
+#: leave a dead recorder installed for the rest of the process. Reads capture their
+#: warnings one at a time (the debayering, the costly part, runs outside).
+_WARNINGS_LOCK = threading.RLock()
+
+
 @contextmanager
 def _quiet_astropy(path: Path) -> Iterator[None]:
     """Turn the warnings astropy emits while reading into DEBUG log lines."""
-    with warnings.catch_warnings(record=True) as caught:
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with np.errstate(all="ignore"):
             try:
