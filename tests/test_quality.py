@@ -24,7 +24,7 @@ def _sub(k: int, *, fwhm: float = 3.0, noise: float = 5.0, gain: float = 1.0) ->
     rng = np.random.default_rng(100 + k)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     sigma = fwhm / 2.3548
-    image = np.full((SIZE, SIZE), 100.0)
+    image = 100.0 + 60.0 * xx / SIZE  # a sky gradient: something for matching to fit
     for (y, x), f in zip(STARS, FLUX, strict=True):
         near = (np.abs(yy - y) < 5 * sigma + 2) & (np.abs(xx - x) < 5 * sigma + 2)
         image[near] += (
@@ -52,7 +52,7 @@ def test_measurements_follow_the_sky():
     assert soft.fwhm > 1.6 * sharp.fwhm
     assert sharp.noise == pytest.approx(5.0, rel=0.15)
     assert 60 <= sharp.stars <= 130
-    assert sharp.background == pytest.approx(100.0, abs=3.0)
+    assert sharp.background == pytest.approx(130.0, abs=3.0)  # the median of the gradient
 
 
 def test_the_poor_subs_are_rejected_by_name_with_their_reason(night, caplog):
@@ -108,3 +108,22 @@ def test_build_drops_the_poor_sub_and_says_so(night, tmp_path, capsys):
     with fits.open(out) as hdul:
         assert hdul[0].header["NTILES"] == 9
     assert BuildConfig().quality.reject_sigma == 0.0  # off unless asked for
+
+
+def test_longer_exposures_are_judged_on_the_matched_scale(tmp_path, capsys):
+    """Three longer subs among short ones hold 1.6x the signal and sqrt(1.6)x the noise
+    in ADU: once matched they are the best subs, so none is dropped as 'noisy'."""
+    from zemosaic_core.cli import main
+
+    subs = [_sub(k) for k in range(9)]
+    subs += [_sub(k, gain=1.6, noise=5.0 * np.sqrt(1.6)) for k in range(9, 12)]
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    for tile in subs:
+        fits.PrimaryHDU(tile.data, header=tile.wcs.to_header()).writeto(folder / tile.name)
+    out = tmp_path / "m.fits"
+    args = ["build", str(folder), "-o", str(out), "--reject-subs", "3", "--sub-weighting"]
+    assert main([*args, "--no-progress"]) == 0
+    assert "poor sub" not in capsys.readouterr().err
+    with fits.open(out) as hdul:
+        assert hdul[0].header["NTILES"] == 12

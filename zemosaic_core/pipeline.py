@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .config import BuildConfig
@@ -284,12 +285,9 @@ def build_mosaic(
     bar.plan(_phase_work(config, pixels, channels))
 
     check_cancel(cancel)
-    measured, poor = apply_quality(loaded.tiles, config.quality, cancel=cancel)
-    if not measured:
-        raise NoUsableInputError("every input was rejected as a poor sub")
     report(progress, "plan", 0, 1)
     plan, tiles = plan_mosaic(
-        measured,
+        loaded.tiles,
         max_size=config.max_size,
         keep_isolated=config.keep_isolated,
         north_up=config.north_up,
@@ -297,12 +295,28 @@ def build_mosaic(
     report(progress, "plan", 1, 1)
 
     check_cancel(cancel)
-    skipped = [*loaded.skipped, *poor, *plan.excluded]
-    del loaded, measured  # the matched tiles replace the loaded ones: do not hold both
+    skipped = [*loaded.skipped, *plan.excluded]
+    del loaded  # the matched tiles replace the loaded ones: do not hold both
     matched = match_tiles(tiles, plan, mode=config.match, cancel=cancel, progress=progress)
     tiles, match_offsets = matched.tiles, matched.offsets
     match_gains = matched.gains if config.match != "none" else None
     del matched
+
+    # Sub quality on the matched tiles: their noise is then on one photometric scale
+    # (a 300 s sub is not "noisier" than a 60 s one for holding more ADU).
+    check_cancel(cancel)
+    measured, poor = apply_quality(tiles, config.quality, cancel=cancel)
+    if poor:
+        if not measured:
+            raise NoUsableInputError("every input was rejected as a poor sub")
+        dropped = {error.path for error in poor}
+        keep = [i for i, tile in enumerate(tiles) if tile.path not in dropped]
+        plan = replace(plan, bboxes=tuple(plan.bboxes[i] for i in keep))
+        match_offsets = match_offsets[keep]
+        match_gains = match_gains[keep] if match_gains is not None else None
+        skipped.extend(poor)
+    tiles = measured
+    del measured
 
     scratch = ScratchSpace(_scratch_folder(config), ram_budget=budget.scratch)
     session = BackendSession(backend=config.backend, memory_budget=budget.chunks, scratch=scratch)

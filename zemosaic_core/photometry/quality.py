@@ -44,6 +44,8 @@ DETECT_SIGMA = 5.0
 MIN_AREA = 5
 #: FWHM of a Gaussian per its second-moment sigma.
 _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+#: Side of sep's background mesh, binned pixels.
+BACKGROUND_MESH = 32
 #: Half-flux radius of a Gaussian per its sigma: sqrt(2 ln 2).
 _HALF_FLUX_PER_SIGMA = math.sqrt(2.0 * math.log(2.0))
 #: Fewer subs than this are not judged against each other (no robust spread).
@@ -99,14 +101,15 @@ def measure_sub(tile: TileLike) -> SubQuality:
     fill = float(np.median(binned[finite]))
     image = np.where(finite, binned, np.float32(fill))
     mask = ~finite
-    background = sep.Background(image, mask=mask)
+    # A fine mesh follows sky gradients; the noise is then measured on what is left
+    # (sep's own mesh rms also counts the gradient inside each mesh cell).
+    background = sep.Background(image, mask=mask, bw=BACKGROUND_MESH, bh=BACKGROUND_MESH)
     residual = image - background.back()
+    binned_noise = float(mad_std(residual[finite]))
     # The binned noise is half the per-pixel noise of the luminance (4 pixels averaged).
-    noise = 2.0 * float(background.globalrms)
+    noise = 2.0 * binned_noise
     try:
-        objects = sep.extract(
-            residual, DETECT_SIGMA, err=background.globalrms, mask=mask, minarea=MIN_AREA
-        )
+        objects = sep.extract(residual, DETECT_SIGMA, err=binned_noise, mask=mask, minarea=MIN_AREA)
     except Exception:  # sep's pixel stack overflows on a frame full of sources
         logger.debug("%s: star detection failed", tile.name, exc_info=True)
         objects = np.empty(0, dtype=[("x", "f8"), ("y", "f8"), ("a", "f8"), ("flag", "i4")])
