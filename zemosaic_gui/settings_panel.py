@@ -226,18 +226,12 @@ class SettingsPanel(QWidget):
         self.max_size_spin.setToolTip(
             "Largest mosaic side accepted: a larger canvas is refused (mis-solved tiles?)"
         )
-        self.scratch_edit = QLineEdit()
-        self.scratch_edit.setObjectName("scratchEdit")
-        self.scratch_edit.setPlaceholderText("System temporary folder")
-        self.scratch_edit.setClearButtonEnabled(True)
-        self.scratch_edit.setToolTip(
-            "Where work arrays spill when the memory budget is reached (needs free space)"
+        self.scratch_edit, self.scratch_button, scratch_row = self._folder_field(
+            "scratch",
+            "System temporary folder",
+            "Where work arrays spill when the memory budget is reached (needs free space)",
+            "Choose the scratch folder",
         )
-        self.scratch_button = QToolButton()
-        self.scratch_button.setObjectName("scratchBrowseButton")
-        self.scratch_button.setText("…")
-        self.scratch_button.setToolTip("Choose the scratch folder")
-        self.scratch_button.clicked.connect(self._choose_scratch)
 
         advanced_form = QFormLayout()
         advanced_form.setContentsMargins(0, 0, 0, 0)
@@ -253,12 +247,6 @@ class SettingsPanel(QWidget):
         )
         advanced_form.addRow(self.keep_isolated_check)
         advanced_form.addRow(self._label(SETTING_LABELS["max_size"]), self.max_size_spin)
-        scratch_row = QWidget()
-        scratch_layout = QHBoxLayout(scratch_row)
-        scratch_layout.setContentsMargins(0, 0, 0, 0)
-        scratch_layout.setSpacing(4)
-        scratch_layout.addWidget(self.scratch_edit, 1)
-        scratch_layout.addWidget(self.scratch_button)
         advanced_form.addRow(self._label(SETTING_LABELS["scratch"]), scratch_row)
         self.colour_check = QCheckBox(SETTING_LABELS["colour_calibration"])
         self.colour_check.setObjectName("colourCalibrationCheck")
@@ -283,19 +271,13 @@ class SettingsPanel(QWidget):
             "Solve frames that arrive without a WCS with astrometry.net, offline\n"
             "(a <name>.wcs file next to a frame is used either way)"
         )
-        self.index_edit = QLineEdit()
-        self.index_edit.setObjectName("indexDirEdit")
-        self.index_edit.setPlaceholderText("Default index folder")
-        self.index_edit.setClearButtonEnabled(True)
-        self.index_edit.setToolTip(
+        self.index_edit, self.index_button, index_row = self._folder_field(
+            "index_dir",
+            "Default index folder",
             "Folder of astrometry.net index files (index-*.fits);\n"
-            "empty = $ZEMOSAIC_INDEX_DIR or the per-user default ('zemosaic solve --help')"
+            "empty = $ZEMOSAIC_INDEX_DIR or the per-user default ('zemosaic solve --help')",
+            "Choose the astrometry.net index folder",
         )
-        self.index_button = QToolButton()
-        self.index_button.setObjectName("indexDirBrowseButton")
-        self.index_button.setText("…")
-        self.index_button.setToolTip("Choose the index folder")
-        self.index_button.clicked.connect(self._choose_index_dir)
         advanced_form.addRow(self.colour_check)
         advanced_form.addRow(self.north_up_check)
         advanced_form.addRow(self._label("Undeclared Bayer"), self.bayer_combo)
@@ -318,12 +300,6 @@ class SettingsPanel(QWidget):
         advanced_form.addRow(self.weighting_check)
         advanced_form.addRow(self._label(SETTING_LABELS["quality.reject_sigma"]), self.reject_spin)
         advanced_form.addRow(self.solve_check)
-        index_row = QWidget()
-        index_layout = QHBoxLayout(index_row)
-        index_layout.setContentsMargins(0, 0, 0, 0)
-        index_layout.setSpacing(4)
-        index_layout.addWidget(self.index_edit, 1)
-        index_layout.addWidget(self.index_button)
         advanced_form.addRow(self._label(SETTING_LABELS["solve.index_dir"]), index_row)
         self.advanced_box = QWidget()
         self.advanced_box.setObjectName("advancedBox")
@@ -534,21 +510,34 @@ class SettingsPanel(QWidget):
         if not available and self.backend() == "gpu":
             _select(self.backend_combo, "auto")
 
-    @Slot()
-    def _choose_scratch(self) -> None:
-        folder = QFileDialog.getExistingDirectory(
-            self, "Choose the scratch folder", self.scratch_edit.text()
-        )
-        if folder:
-            self.model.set_value("scratch", folder)
+    def _folder_field(
+        self, setting: str, placeholder: str, tip: str, title: str
+    ) -> tuple[QLineEdit, QToolButton, QWidget]:
+        """A folder setting: a line edit, its "…" browse button, and the row holding both."""
+        camel = "".join(part.title() for part in setting.split("_"))
+        edit = QLineEdit()
+        edit.setObjectName(camel[0].lower() + camel[1:] + "Edit")
+        edit.setPlaceholderText(placeholder)
+        edit.setClearButtonEnabled(True)
+        edit.setToolTip(tip)
+        button = QToolButton()
+        button.setObjectName(camel[0].lower() + camel[1:] + "BrowseButton")
+        button.setText("…")
+        button.setToolTip(title)
 
-    @Slot()
-    def _choose_index_dir(self) -> None:
-        folder = QFileDialog.getExistingDirectory(
-            self, "Choose the astrometry.net index folder", self.index_edit.text()
-        )
-        if folder:
-            self.model.set_value("index_dir", folder)
+        def choose() -> None:
+            folder = QFileDialog.getExistingDirectory(self, title, edit.text())
+            if folder:
+                self.model.set_value(setting, folder)
+
+        button.clicked.connect(choose)
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        layout.addWidget(edit, 1)
+        layout.addWidget(button)
+        return edit, button, row
 
     def set_editable(self, editable: bool) -> None:
         """Enable or disable every setting (disabled during a build)."""

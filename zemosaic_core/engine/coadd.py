@@ -9,7 +9,7 @@ propagates (see :mod:`zemosaic_core.engine.passes` for the single-backend invari
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -269,15 +269,30 @@ def coadd_pass(
 _COMBINE_BLOCK_PIXELS = 1 << 17
 
 
-def _combine_blocks(
-    n_channels: int, height: int, width: int, cancel: CancelToken | None
-) -> Iterator[tuple[int, int, int]]:
-    """``(channel, y0, y1)`` row blocks of a chunk, checking ``cancel`` before each."""
+def _per_block(
+    xp: Any,
+    reduce: Callable[[Any, Any, Any, CombineSpec], tuple[Any, Any]],
+    values: Any,
+    weights: Any,
+    combine: CombineSpec,
+    cancel: CancelToken | None,
+) -> tuple[Any, Any]:
+    """``reduce`` (a stack combine) of ``(C, N, h, w)`` stacks, channel by row block.
+
+    Returns its two ``(C, h, w)`` float32 planes; ``cancel`` is checked before each block.
+    """
+    n_channels, _, height, width = values.shape
+    first = xp.empty((n_channels, height, width), dtype=xp.float32)
+    second = xp.empty((n_channels, height, width), dtype=xp.float32)
     rows = max(1, _COMBINE_BLOCK_PIXELS // max(1, width))
-    for channel in range(n_channels):
+    for c in range(n_channels):
         for y0 in range(0, height, rows):
             check_cancel(cancel)
-            yield channel, y0, min(height, y0 + rows)
+            y1 = min(height, y0 + rows)
+            first[c, y0:y1], second[c, y0:y1] = reduce(
+                xp, values[c][:, y0:y1], weights[c][:, y0:y1], combine
+            )
+    return first, second
 
 
 class _Reducer:
@@ -332,15 +347,10 @@ class _StackReducer(_Reducer):
     def result(self, cancel: CancelToken | None) -> tuple[Any, Any]:
         from .rejection import combine_stack
 
-        xp = self.xp
-        n_channels, _, height, width = self.values.shape
-        image = xp.empty((n_channels, height, width), dtype=xp.float32)
-        coverage = xp.empty((n_channels, height, width), dtype=xp.float32)
-        for c, y0, y1 in _combine_blocks(n_channels, height, width, cancel):
-            image[c, y0:y1], coverage[c, y0:y1] = combine_stack(
-                xp, self.values[c][:, y0:y1], self.weights[c][:, y0:y1], self.combine
-            )
-        return image, sanitize_coverage(coverage, xp, in_place=True)
+        image, coverage = _per_block(
+            self.xp, combine_stack, self.values, self.weights, self.combine, cancel
+        )
+        return image, sanitize_coverage(coverage, self.xp, in_place=True)
 
 
 class _StreamingClipReducer(_Reducer):
@@ -398,13 +408,9 @@ class _StreamingClipReducer(_Reducer):
         from .rejection import clip_limits
 
         xp = self.xp
-        n_channels, _, height, width = self.values.shape
-        self.centre = xp.empty((n_channels, height, width), dtype=xp.float32)
-        self.limit = xp.empty((n_channels, height, width), dtype=xp.float32)
-        for c, y0, y1 in _combine_blocks(n_channels, height, width, cancel):
-            self.centre[c, y0:y1], self.limit[c, y0:y1] = clip_limits(
-                xp, self.values[c][:, y0:y1], self.weights[c][:, y0:y1], self.combine
-            )
+        self.centre, self.limit = _per_block(
+            xp, clip_limits, self.values, self.weights, self.combine, cancel
+        )
         self.values = self.weights = self.count = None
         self.sums = xp.zeros((4, *self.centre.shape), dtype=xp.float32)
 

@@ -226,6 +226,21 @@ def _collect_samples(
     return samples
 
 
+def _fit_data(
+    s: _TileSamples, gain: float, total: np.ndarray, total_weight: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A tile's fit samples, the consensus of the *other* tiles there, and where it exists.
+
+    ``total`` and ``total_weight`` are the gain-weighted sums over every tile per slot;
+    the tile's own contribution (at ``gain``) is taken out of both.
+    """
+    at, weight_i, lum_i = s.index[s.fit], s.weight[s.fit], s.luminance[s.fit]
+    others = total_weight[at] - weight_i
+    with np.errstate(invalid="ignore", divide="ignore"):
+        target = (total[at] - gain * weight_i * lum_i) / others
+    return lum_i, target, (others > 0) & np.isfinite(target)
+
+
 #: A fitted gain is kept only if it lies this many standard errors from 1.
 GAIN_EVIDENCE_SIGMAS = 3.0
 
@@ -260,10 +275,7 @@ def _unsupported_gains(
         chosen = kept[i]
         if not s.eligible or chosen is None or chosen.size < 16:
             continue
-        at, weight_i, lum_i = s.index[s.fit], s.weight[s.fit], s.luminance[s.fit]
-        others = total_weight[at] - weight_i
-        with np.errstate(invalid="ignore", divide="ignore"):
-            target = (total[at] - gains[i] * weight_i * lum_i) / others
+        lum_i, target, _ = _fit_data(s, float(gains[i]), total, total_weight)
         a, b = lum_i[chosen], target[chosen]
         good = np.isfinite(a) & np.isfinite(b)
         a, b = a[good], b[good]
@@ -348,12 +360,7 @@ def compute_gains(
                 for i, s in enumerate(samples):
                     if not s.eligible or fixed[i]:
                         continue
-                    at, weight_i, lum_i = s.index[s.fit], s.weight[s.fit], s.luminance[s.fit]
-                    others = total_weight[at] - weight_i
-                    keep = others > 0
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        target = (total[at] - gains[i] * weight_i * lum_i) / others
-                    keep &= np.isfinite(target)
+                    lum_i, target, keep = _fit_data(s, float(gains[i]), total, total_weight)
                     if keep.sum() < spec.min_valid_pixels:
                         continue
                     chosen = kept[i]
